@@ -1,0 +1,119 @@
+"""The `ssm-sidecar` command: a thin layer over Config and Agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.app import Agent
+from agent.config import Config, ConfigError, default_config_path, load_config
+from agent.logs import setup_logging
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+log = structlog.get_logger("agent.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ssm-sidecar",
+        description="Serve AWS SSM Parameter Store values beside an application.",
+    )
+    p.add_argument("--version", action="version", version=f"ssm-sidecar {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "config file (default: $SSM_SIDECAR_CONFIG, else /etc/ssm-sidecar/config.toml)"
+
+    run = sub.add_parser("run", help="run the agent; with -- CMD it supervises CMD")
+    run.add_argument("-c", "--config", help=config_help)
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] (exec mode)")
+
+    once = sub.add_parser("once", help="load once, write files, exit")
+    once.add_argument("-c", "--config", help=config_help)
+
+    check = sub.add_parser("check", help="validate the config and print the effective config")
+    check.add_argument("-c", "--config", help=config_help)
+
+    get = sub.add_parser("get", help="print one value from a running agent")
+    get.add_argument("name")
+    get.add_argument("--url", help="agent URL (default: from the config's http.listen)")
+    get.add_argument("--token-file", help="token file (default: from the config's http.token_file)")
+    get.add_argument("-c", "--config", help=config_help)
+    return p
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path or default_config_path())
+
+
+def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        import uvloop  # optional: Linux only
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+async def _serve(agent: Agent) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, agent.reload)
+    return await agent.run(stop)
+
+
+def cmd_run(cfg: Config, cmd: list[str]) -> int:
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if cmd:
+        print("ssm-sidecar: exec mode (run -- CMD) is not available yet", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_loop(lambda: _serve(Agent(cfg)))
+
+
+def cmd_once(cfg: Config) -> int:
+    async def main() -> int:
+        result = await Agent(cfg).once()
+        if result.complete:
+            return EXIT_OK
+        missing = sorted(e.subject for e in result.errors if e.required)
+        detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
+        print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+    return _run_loop(main)
+
+
+def cmd_check(cfg: Config) -> int:
+    print(json.dumps(cfg.describe(), indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(cfg.log.level, cfg.log.format)
+    if args.command == "check":
+        return cmd_check(cfg)
+    if args.command == "once":
+        return cmd_once(cfg)
+    if args.command == "run":
+        return cmd_run(cfg, list(args.cmd))
+    print(f"ssm-sidecar: {args.command}: not available yet", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def entrypoint() -> None:
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The poll loop: load from the source, keep last good values, swap the snapshot, publish changes.
+
+Timing: the first load runs at once; the next cycle is spread uniformly over one interval (so a
+fleet started together does not poll in step); then every interval +- jitter. After a failed cycle
+the wait is exponential backoff with full jitter, capped at max_backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from agent.config import RefreshConfig
+from agent.metrics import Metrics
+from agent.snapshot import Change, Parameter, Snapshot
+from agent.sources.base import LoadResult, ParameterError, Source, SourceError
+from agent.state import AgentState
+
+log = structlog.get_logger("agent.refresher")
+
+Publisher = Callable[[Snapshot, Change, bool], Awaitable[None]]
+MIN_DELAY = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    ok: bool  # the source answered (per-parameter errors may still exist)
+    complete: bool  # every required parameter has a value
+    change: Change
+    errors: tuple[ParameterError, ...] = ()
+    reason: str | None = None
+
+
+def _merge(
+    previous: Snapshot, result: LoadResult
+) -> tuple[dict[str, Parameter], list[ParameterError]]:
+    """The loaded parameters, plus the last good value of each one whose load failed."""
+    params = dict(result.parameters)
+    errors = list(result.errors)
+    for name, old in previous.parameters.items():
+        if name not in params and any(e.covers(name) for e in errors):
+            params[name] = old
+    # Two parameters under one key would overwrite each other in files and bundles: keep the
+    # one already served (or the first by name) and report the other.
+    owner: dict[str, str] = {}
+    for name in sorted(params, key=lambda n: (n not in previous.parameters, n)):
+        key = params[name].key
+        if key in owner:
+            errors.append(
+                ParameterError(name, "KeyCollision", f"key {key!r} is also the key of {owner[key]}")
+            )
+            del params[name]
+        else:
+            owner[key] = name
+    return params, errors
+
+
+def _complete(params: dict[str, Parameter], errors: list[ParameterError]) -> bool:
+    for e in errors:
+        if not e.required:
+            continue
+        if e.is_path:
+            if not any(e.covers(n) for n in params):
+                return False
+        elif e.subject.split(":")[0] not in params and e.subject not in params:
+            return False
+    return True
+
+
+class Refresher:
+    def __init__(
+        self,
+        source: Source,
+        cfg: RefreshConfig,
+        state: AgentState,
+        metrics: Metrics,
+        publish: Publisher,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.state = state
+        self.metrics = metrics
+        self._publish = publish
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+
+    def trigger(self) -> None:
+        """Run the next cycle now (file edits, SIGHUP, an operator's request)."""
+        self._wake.set()
+
+    async def refresh_now(self) -> CycleResult:
+        return await self.cycle()
+
+    async def cycle(self) -> CycleResult:
+        async with self._lock:
+            return await self._cycle()
+
+    async def _cycle(self) -> CycleResult:
+        started = time.monotonic()
+        previous = self.state.snapshot
+        try:
+            result = await self.source.load(previous)
+        except SourceError as exc:
+            self.state.record_failure(str(exc))
+            self.metrics.refresh_errors.labels(
+                kind="throttled" if exc.throttled else "source"
+            ).inc()
+            log.warning(
+                "refresh_failed",
+                reason=str(exc),
+                throttled=exc.throttled,
+                failures=self.state.consecutive_failures,
+                serving=len(previous),
+            )
+            return CycleResult(False, False, Change(), reason=str(exc))
+        finally:
+            self.metrics.refresh_duration.observe(time.monotonic() - started)
+
+        params, errors = _merge(previous, result)
+        complete = _complete(params, errors)
+        self.state.parameter_errors = tuple(errors)
+        for e in errors:
+            self.metrics.refresh_errors.labels(kind="parameter").inc()
+            log.warning("parameter_failed", name=e.subject, code=e.code, reason=e.message)
+
+        candidate = Snapshot.build(params, previous.generation + 1)
+        change = previous.diff(candidate)
+        first = complete and not self.state.ready
+        if change or first or previous.generation == 0:
+            await self.state.swap(candidate)
+        self._observe(change)
+        if not complete and not self.state.ready:
+            missing = sorted(e.subject for e in errors if e.required)
+            self.state.record_failure(f"required parameters missing: {', '.join(missing)}")
+            log.warning("load_incomplete", missing=missing)
+            return CycleResult(True, False, change, tuple(errors), "required parameters missing")
+        self.state.record_success()
+        self.metrics.last_refresh_success.set(time.time())
+        if first:
+            self.state.ready = True
+            self.metrics.ready.set(1)
+            log.info("ready", parameters=len(params), calls=result.calls)
+        if change or first:
+            await self._publish(self.state.snapshot, change, first)
+        return CycleResult(True, True, change, tuple(errors))
+
+    def _observe(self, change: Change) -> None:
+        snapshot = self.state.snapshot
+        self.metrics.parameters.set(len(snapshot))
+        for kind, items in (
+            ("added", change.added),
+            ("updated", change.updated),
+            ("removed", change.removed),
+        ):
+            for c in items:
+                self.metrics.parameter_changes.labels(kind=kind).inc()
+                log.info(
+                    "parameter_changed",
+                    change=kind,
+                    name=c.name,
+                    old_version=c.old_version,
+                    new_version=c.new_version,
+                )
+        for c in change.removed:
+            with contextlib.suppress(KeyError):
+                self.metrics.parameter_last_modified.remove(
+                    c.name
+                ) if c.name in self._tracked else None
+            self._tracked.discard(c.name)
+        for c in change.added + change.updated:
+            p = snapshot.get(c.name)
+            if p is not None:
+                self.metrics.parameter_last_modified.labels(name=p.name).set(
+                    p.last_modified.timestamp()
+                )
+                self._tracked.add(p.name)
+
+    _tracked: set[str] = set()
+
+    # --- timing ------------------------------------------------------------------------------
+
+    def next_delay(self, result: CycleResult, first_success: bool) -> float:
+        interval = self.cfg.interval
+        if not result.complete:
+            failures = max(1, self.state.consecutive_failures)
+            ceiling = min(self.cfg.max_backoff, interval * 2**failures)
+            return max(MIN_DELAY, self._rng.uniform(0, ceiling))
+        if first_success:
+            return max(MIN_DELAY, self._rng.uniform(0, interval))
+        spread = interval * self.cfg.jitter
+        return max(MIN_DELAY, interval + self._rng.uniform(-spread, spread))
+
+    async def run(self) -> None:
+        """Cycle forever (until cancelled)."""
+        was_complete = False
+        while True:
+            self._wake.clear()
+            result = await self.cycle()
+            delay = self.next_delay(result, result.complete and not was_complete)
+            was_complete = was_complete or result.complete
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)

@@ -1,0 +1,127 @@
+"""Immutable parameter values and the snapshot that holds one complete set of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+SECURE_STRING = "SecureString"
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One parameter as served. `value` is always the plaintext; it never appears in repr()."""
+
+    name: str
+    key: str
+    type: str
+    value: str = field(repr=False)
+    version: int
+    last_modified: datetime
+    arn: str = ""
+    data_type: str = "text"
+    selector: str | None = None
+    # The SecureString value as SSM returns it without decryption; None for other types.
+    encrypted_value: str | None = field(default=None, repr=False)
+
+    @property
+    def is_secure(self) -> bool:
+        return self.type == SECURE_STRING
+
+    def value_for(self, with_decryption: bool) -> str:
+        """What SSM answers for this parameter with or without WithDecryption."""
+        if self.is_secure and not with_decryption:
+            return self.encrypted_value if self.encrypted_value is not None else ""
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    name: str
+    old_version: int | None
+    new_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    added: tuple[VersionChange, ...] = ()
+    updated: tuple[VersionChange, ...] = ()
+    removed: tuple[VersionChange, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def all(self) -> tuple[VersionChange, ...]:
+        return self.added + self.updated + self.removed
+
+    def summary(self) -> dict[str, list[dict[str, object]]]:
+        """Names and versions only: safe to log and to return over HTTP."""
+
+        def rows(items: tuple[VersionChange, ...]) -> list[dict[str, object]]:
+            return [
+                {"name": c.name, "old_version": c.old_version, "new_version": c.new_version}
+                for c in items
+            ]
+
+        return {
+            "added": rows(self.added),
+            "updated": rows(self.updated),
+            "removed": rows(self.removed),
+        }
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A complete, immutable set of parameters keyed by name. Replaced whole, never mutated."""
+
+    parameters: Mapping[str, Parameter] = field(default_factory=lambda: MappingProxyType({}))
+    loaded_at: datetime = field(default_factory=_utcnow)
+    generation: int = 0
+
+    @classmethod
+    def build(cls, params: Mapping[str, Parameter], generation: int) -> Snapshot:
+        return cls(MappingProxyType(dict(sorted(params.items()))), _utcnow(), generation)
+
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self.parameters.values())
+
+    def get(self, name: str) -> Parameter | None:
+        return self.parameters.get(name)
+
+    def by_key(self) -> dict[str, Parameter]:
+        return {p.key: p for p in self.parameters.values()}
+
+    def under(self, path: str, recursive: bool = True) -> list[Parameter]:
+        """Parameters whose name lies under `path` ("/" matches all)."""
+        prefix = path.rstrip("/") + "/"
+        found = []
+        for p in self.parameters.values():
+            if not p.name.startswith(prefix) and prefix != "/":
+                continue
+            rest = p.name[len(prefix) :] if prefix != "/" else p.name.lstrip("/")
+            if recursive or "/" not in rest:
+                found.append(p)
+        return found
+
+    def diff(self, new: Snapshot) -> Change:
+        """What changed going from self to `new`: by name, compared on version and type."""
+        added, updated, removed = [], [], []
+        for name, p in new.parameters.items():
+            old = self.parameters.get(name)
+            if old is None:
+                added.append(VersionChange(name, None, p.version))
+            elif (old.version, old.type, old.selector) != (p.version, p.type, p.selector):
+                updated.append(VersionChange(name, old.version, p.version))
+        for name, old in self.parameters.items():
+            if name not in new.parameters:
+                removed.append(VersionChange(name, old.version, None))
+        return Change(tuple(added), tuple(updated), tuple(removed))

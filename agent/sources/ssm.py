@@ -1,0 +1,389 @@
+"""SSM Parameter Store through aiobotocore, versions first.
+
+A cycle lists every configured path and name WITHOUT decryption (one call per 10 parameters),
+compares versions with the previous snapshot, and decrypts only the SecureStrings whose version
+changed (one call per 10 of them). A quiet cycle makes zero KMS decryptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioDeferredRefreshableCredentials
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from agent.config import SECRETS_MANAGER_PREFIX, ParameterEntry, SourceConfig, entry_key
+from agent.keys import key_under
+from agent.metrics import Metrics
+from agent.snapshot import SECURE_STRING, Parameter, Snapshot
+from agent.sources.base import LoadResult, ParameterError, SourceError
+
+log = structlog.get_logger("agent.sources.ssm")
+
+CHUNK = 10  # the most names GetParameters takes, and the most results a page holds
+THROTTLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
+
+
+class _ApiError(Exception):
+    """A non-retryable answer about specific parameters (not found, access denied, KMS)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """A parameter's metadata from a listing made without decryption."""
+
+    request: str  # the name to ask for when decrypting (with selector for pinned names)
+    key: str
+    selector: str | None
+    raw: dict[str, Any]
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _as_datetime(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+    if isinstance(v, int | float):
+        return datetime.fromtimestamp(v, UTC)
+    return datetime.now(UTC)
+
+
+def _parameter(
+    raw: dict[str, Any], key: str, selector: str | None, value: str, encrypted: str | None
+) -> Parameter:
+    return Parameter(
+        name=raw["Name"],
+        key=key,
+        type=raw.get("Type", "String"),
+        value=value,
+        version=int(raw.get("Version", 0)),
+        last_modified=_as_datetime(raw.get("LastModifiedDate")),
+        arn=raw.get("ARN", ""),
+        data_type=raw.get("DataType", "text"),
+        selector=selector,
+        encrypted_value=encrypted,
+    )
+
+
+class SsmSource:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        entries: Sequence[ParameterEntry],
+        metrics: Metrics,
+        session: AioSession | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._entries = tuple(entries)
+        self._metrics = metrics
+        self._session = session or get_session()
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._client_lock = asyncio.Lock()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _botocore_config(self) -> AioConfig:
+        return AioConfig(
+            retries={"mode": "standard", "total_max_attempts": self._cfg.max_attempts},
+            connect_timeout=self._cfg.timeout,
+            read_timeout=self._cfg.timeout,
+            max_pool_connections=10,
+            user_agent_extra="ssm-sidecar",
+        )
+
+    async def _assume_role_credentials(self) -> AioDeferredRefreshableCredentials:
+        role_arn = self._cfg.role_arn
+        assert role_arn is not None
+
+        async def refresh() -> dict[str, Any]:
+            kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "ssm-sidecar"}
+            if self._cfg.external_id:
+                kwargs["ExternalId"] = self._cfg.external_id
+            async with self._session.create_client(
+                "sts", region_name=self._cfg.region, endpoint_url=self._cfg.endpoint_url
+            ) as sts:
+                creds = (await sts.assume_role(**kwargs))["Credentials"]
+            log.info("assumed_role", role_arn=role_arn, expires=str(creds["Expiration"]))
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": _as_datetime(creds["Expiration"]).isoformat(),
+            }
+
+        # Refreshed by botocore shortly before expiry, on the call that needs them.
+        return AioDeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
+
+    async def _ssm(self) -> Any:
+        async with self._client_lock:
+            if self._client is None:
+                kwargs: dict[str, Any] = {
+                    "region_name": self._cfg.region,
+                    "endpoint_url": self._cfg.endpoint_url,
+                    "config": self._botocore_config(),
+                }
+                if self._cfg.role_arn:
+                    creds = await self._assume_role_credentials()
+                    kwargs["aws_access_key_id"] = None
+                    # aiobotocore takes refreshable credentials from the session, not the client.
+                    self._session._credentials = creds
+                self._client = await self._stack.enter_async_context(
+                    self._session.create_client("ssm", **kwargs)
+                )
+            return self._client
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        client = await self._ssm()
+        method = getattr(client, _snake(operation))
+        try:
+            resp: dict[str, Any] = await method(**kwargs)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", "Unknown"))
+            message = str(err.get("Message", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if code in THROTTLE_CODES:
+                self._count(operation, "throttled")
+                self._metrics.source_throttled.inc()
+                raise SourceError(f"{operation} throttled: {code}", throttled=True) from None
+            if status >= 500 or code in ("InternalServerError", "ServiceUnavailable"):
+                self._count(operation, "server_error")
+                raise SourceError(f"{operation} failed: {code} (HTTP {status})") from None
+            self._count(operation, "client_error")
+            raise _ApiError(code, message) from None
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
+            self._count(operation, "network_error")
+            raise SourceError(f"{operation} failed: {type(exc).__name__}: {exc}") from None
+        self._count(operation, "ok")
+        return resp
+
+    def _count(self, operation: str, outcome: str) -> None:
+        self._metrics.source_requests.labels(operation=operation, outcome=outcome).inc()
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    # --- a cycle -----------------------------------------------------------------------------
+
+    async def load(self, previous: Snapshot) -> LoadResult:
+        stats = {"calls": 0, "decryptions": 0}
+        errors: list[ParameterError] = []
+        listed: dict[str, _Listed] = {}
+        params: dict[str, Parameter] = {}
+
+        for entry in self._entries:
+            if entry.path is not None:
+                try:
+                    for raw in await self._list_path(entry.path, entry.is_recursive, stats):
+                        key = key_under(entry.path, raw["Name"])
+                        listed[raw["Name"]] = _Listed(raw["Name"], key, None, raw)
+                except _ApiError as exc:
+                    errors.append(
+                        ParameterError(entry.path, exc.code, exc.message, entry.required, True)
+                    )
+
+        named = [e for e in self._entries if e.name is not None]
+        plain = [e for e in named if not _is_secrets_manager(e)]
+        secrets = [e for e in named if _is_secrets_manager(e)]
+        found, missing = await self._get_named(plain, False, stats)
+        errors.extend(missing)
+        for entry, raw in found:
+            listed[raw["Name"]] = _Listed(_request(entry), entry_key(entry), entry.selector, raw)
+        # Secrets Manager references only answer with decryption, so they are read every cycle.
+        found, missing = await self._get_named(secrets, True, stats)
+        errors.extend(missing)
+        for entry, raw in found:
+            params[raw["Name"]] = _parameter(raw, entry_key(entry), None, raw["Value"], None)
+            stats["decryptions"] += 1
+
+        to_decrypt: list[_Listed] = []
+        for name, item in listed.items():
+            raw = item.raw
+            if raw.get("Type") != SECURE_STRING:
+                params[name] = _parameter(raw, item.key, item.selector, raw.get("Value", ""), None)
+                continue
+            old = previous.get(name)
+            if (
+                old is not None
+                and old.is_secure
+                and old.version == int(raw.get("Version", 0))
+                and old.selector == item.selector
+            ):
+                params[name] = _parameter(raw, item.key, item.selector, old.value, raw.get("Value"))
+            else:
+                to_decrypt.append(item)
+        if to_decrypt:
+            params.update(await self._decrypt(to_decrypt, stats, errors))
+        return LoadResult(params, tuple(errors), stats["calls"], stats["decryptions"])
+
+    async def _list_path(
+        self, path: str, recursive: bool, stats: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "Path": path,
+                "Recursive": recursive,
+                "WithDecryption": False,
+                "MaxResults": CHUNK,
+            }
+            if token:
+                kwargs["NextToken"] = token
+            stats["calls"] += 1
+            resp = await self._call("GetParametersByPath", **kwargs)
+            found.extend(resp.get("Parameters", []))
+            token = resp.get("NextToken")
+            if not token:
+                return found
+
+    async def _get_named(
+        self, entries: Sequence[ParameterEntry], decrypt: bool, stats: dict[str, int]
+    ) -> tuple[list[tuple[ParameterEntry, dict[str, Any]]], list[ParameterError]]:
+        """GetParameters in chunks of 10: (entry, raw) for those found, errors for the rest."""
+        found: list[tuple[ParameterEntry, dict[str, Any]]] = []
+        errors: list[ParameterError] = []
+        for chunk in _chunks(entries):
+            by_base = {e.name: e for e in chunk if e.name is not None}
+            try:
+                stats["calls"] += 1
+                resp = await self._call(
+                    "GetParameters", Names=[_request(e) for e in chunk], WithDecryption=decrypt
+                )
+            except _ApiError as exc:
+                if len(chunk) == 1:
+                    errors.append(_error_for(chunk[0], exc))
+                    continue
+                # One denied name fails the whole chunk: isolate it by asking one by one.
+                for entry in chunk:
+                    one_found, one_errors = await self._get_named([entry], decrypt, stats)
+                    found.extend(one_found)
+                    errors.extend(one_errors)
+                continue
+            for raw in resp.get("Parameters", []):
+                entry = by_base.pop(raw["Name"], None) or by_base.pop(raw.get("ARN", ""), None)
+                if entry is not None:
+                    found.append((entry, raw))
+            for e in by_base.values():
+                self._metrics.parameter_not_found.inc()
+                errors.append(
+                    ParameterError(
+                        _request(e),
+                        "ParameterNotFound",
+                        "not found (or no such version/label)",
+                        e.required,
+                    )
+                )
+        return found, errors
+
+    async def _decrypt(
+        self, items: list[_Listed], stats: dict[str, int], errors: list[ParameterError]
+    ) -> dict[str, Parameter]:
+        params: dict[str, Parameter] = {}
+        for chunk in _chunks(items):
+            by_request = {i.request: i for i in chunk}
+            by_name = {i.raw["Name"]: i for i in chunk}
+            try:
+                stats["calls"] += 1
+                stats["decryptions"] += len(chunk)
+                resp = await self._call(
+                    "GetParameters", Names=list(by_request), WithDecryption=True
+                )
+            except _ApiError:
+                # One bad key or grant fails the whole chunk: isolate the culprits one by one.
+                for item in chunk:
+                    params.update(await self._decrypt_one(item, stats, errors))
+                continue
+            for raw in resp.get("Parameters", []):
+                item = by_name.pop(raw["Name"], None)
+                if item is not None:
+                    listed_value = (
+                        item.raw.get("Value")
+                        if item.raw.get("Version") == raw.get("Version")
+                        else None
+                    )
+                    params[raw["Name"]] = _parameter(
+                        raw, item.key, item.selector, raw["Value"], listed_value
+                    )
+            for item in by_name.values():
+                errors.append(
+                    ParameterError(item.request, "ParameterNotFound", "vanished while decrypting")
+                )
+        return params
+
+    async def _decrypt_one(
+        self, item: _Listed, stats: dict[str, int], errors: list[ParameterError]
+    ) -> dict[str, Parameter]:
+        try:
+            stats["calls"] += 1
+            resp = await self._call("GetParameter", Name=item.request, WithDecryption=True)
+        except _ApiError as exc:
+            self._metrics.decrypt_failures.inc()
+            errors.append(ParameterError(item.request, exc.code, exc.message))
+            return {}
+        raw = resp["Parameter"]
+        listed_value = (
+            item.raw.get("Value") if item.raw.get("Version") == raw.get("Version") else None
+        )
+        return {raw["Name"]: _parameter(raw, item.key, item.selector, raw["Value"], listed_value)}
+
+    async def fetch(self, name: str) -> Parameter | None:
+        """One parameter by name, for on-demand reads: 1 call, 2 for a SecureString."""
+        try:
+            raw = (await self._call("GetParameter", Name=name, WithDecryption=False))["Parameter"]
+            encrypted: str | None = None
+            if raw.get("Type") == SECURE_STRING:
+                encrypted = raw.get("Value")
+                raw = (await self._call("GetParameter", Name=name, WithDecryption=True))[
+                    "Parameter"
+                ]
+        except _ApiError as exc:
+            if exc.code == "ParameterNotFound" or exc.code == "ParameterVersionNotFound":
+                return None
+            raise SourceError(f"GetParameter {name}: {exc.code}") from None
+        selector = raw.get("Selector")
+        return _parameter(raw, name.lstrip("/"), selector, raw.get("Value", ""), encrypted)
+
+
+def _is_secrets_manager(entry: ParameterEntry) -> bool:
+    return bool(entry.name and entry.name.startswith(SECRETS_MANAGER_PREFIX))
+
+
+def _request(entry: ParameterEntry) -> str:
+    assert entry.name is not None
+    return entry.name + (entry.selector or "")
+
+
+def _error_for(entry: ParameterEntry, exc: _ApiError) -> ParameterError:
+    return ParameterError(_request(entry), exc.code, exc.message, entry.required)
+
+
+def _snake(operation: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
