@@ -113,13 +113,19 @@ class Snapshot:
         return found
 
     def diff(self, new: Snapshot) -> Change:
-        """What changed going from self to `new`: by name, compared on version and type."""
+        """What changed going from self to `new`, by name."""
         added, updated, removed = [], [], []
         for name, p in new.parameters.items():
             old = self.parameters.get(name)
             if old is None:
                 added.append(VersionChange(name, None, p.version))
-            elif (old.version, old.type, old.selector) != (p.version, p.type, p.selector):
+            # The value is compared too: Secrets Manager references keep version 0 forever.
+            elif (old.version, old.type, old.selector, old.value) != (
+                p.version,
+                p.type,
+                p.selector,
+                p.value,
+            ):
                 updated.append(VersionChange(name, old.version, p.version))
         for name, old in self.parameters.items():
             if name not in new.parameters:

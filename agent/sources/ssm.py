@@ -102,6 +102,7 @@ class SsmSource:
         self._entries = tuple(entries)
         self._metrics = metrics
         self._session = session or get_session()
+        self._base_session = get_session()
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._client_lock = asyncio.Lock()
@@ -125,7 +126,9 @@ class SsmSource:
             kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "ssm-sidecar"}
             if self._cfg.external_id:
                 kwargs["ExternalId"] = self._cfg.external_id
-            async with self._session.create_client(
+            # The base credential chain (env, profile, IRSA, IMDS) signs the AssumeRole call; it
+            # must be another session than the one that holds the assumed credentials.
+            async with self._base_session.create_client(
                 "sts", region_name=self._cfg.region, endpoint_url=self._cfg.endpoint_url
             ) as sts:
                 creds = (await sts.assume_role(**kwargs))["Credentials"]
@@ -149,10 +152,8 @@ class SsmSource:
                     "config": self._botocore_config(),
                 }
                 if self._cfg.role_arn:
-                    creds = await self._assume_role_credentials()
-                    kwargs["aws_access_key_id"] = None
                     # aiobotocore takes refreshable credentials from the session, not the client.
-                    self._session._credentials = creds
+                    self._session._credentials = await self._assume_role_credentials()
                 self._client = await self._stack.enter_async_context(
                     self._session.create_client("ssm", **kwargs)
                 )
@@ -288,8 +289,15 @@ class SsmSource:
                     errors.extend(one_errors)
                 continue
             for raw in resp.get("Parameters", []):
-                entry = by_base.pop(raw["Name"], None) or by_base.pop(raw.get("ARN", ""), None)
+                entry = (
+                    by_base.pop(raw["Name"], None)
+                    or by_base.pop(raw.get("ARN", ""), None)
+                    # Secrets Manager references may come back named by the secret's id alone.
+                    or by_base.pop(SECRETS_MANAGER_PREFIX + raw["Name"], None)
+                )
                 if entry is not None:
+                    if _is_secrets_manager(entry):
+                        raw = {**raw, "Name": entry.name}
                     found.append((entry, raw))
             for e in by_base.values():
                 self._metrics.parameter_not_found.inc()

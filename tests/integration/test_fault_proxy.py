@@ -120,12 +120,17 @@ def test_times_limits_how_often_a_fault_applies(fault_proxy: FaultProxy, client:
     assert fault_proxy.count("GetParameter", include_faulted=False) == 2
 
 
-def test_kms_error_code_is_passed_through(fault_proxy: FaultProxy, client: Any) -> None:
+def test_kms_error_code_is_passed_through(
+    fault_proxy: FaultProxy, client: Any, ssm: Any, kms_key_id: str
+) -> None:
+    ssm.put_parameter(Name="/app/cmk", Value="v1", Type="SecureString", KeyId=kms_key_id)
+    assert client.get_parameter(Name="/app/cmk", WithDecryption=True)["Parameter"]["Value"] == "v1"
+
     fault_proxy.add_fault(
         "GetParameter", "error", code="KMSAccessDeniedException", message="kms says no"
     )
     with pytest.raises(ClientError) as raised:
-        client.get_parameter(Name="/app/secret", WithDecryption=True)
+        client.get_parameter(Name="/app/cmk", WithDecryption=True)
     assert error_code(raised.value) == "KMSAccessDeniedException"
 
 

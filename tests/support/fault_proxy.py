@@ -149,6 +149,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._calls: list[Call] = []
+        self._arrivals = 0
         self._faults: list[_Fault] = []
         self._bucket: _TokenBucket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -361,6 +362,11 @@ class FaultProxy:
                     )
                 self._changed.wait(remaining)
 
+    def arrivals(self) -> int:
+        """Requests received so far, including ones still being answered (e.g. delayed)."""
+        with self._lock:
+            return self._arrivals
+
     def reset_calls(self) -> None:
         with self._lock:
             self._calls.clear()
@@ -399,6 +405,8 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
+        with self._lock:
+            self._arrivals += 1
         raw = await request.read()
         operation = _operation_of(request)
         body = _parse_body(raw)

@@ -1,0 +1,41 @@
+"""Build configs and in-process agents for integration tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from agent.app import Agent
+from agent.config import Config, parse_config
+
+
+def ssm_config(
+    endpoint_url: str,
+    parameters: list[dict[str, Any]],
+    base: Path,
+    *,
+    interval: str = "30s",
+    max_backoff: str = "2s",
+    max_attempts: int = 1,
+    **sections: dict[str, Any],
+) -> Config:
+    """A config for the ssm source pointed at moto (or the fault proxy in front of it)."""
+    data: dict[str, Any] = {
+        "source": {
+            "type": "ssm",
+            "region": "us-east-1",
+            "endpoint_url": endpoint_url,
+            "max_attempts": max_attempts,
+            "timeout": "5s",
+        },
+        "parameters": parameters,
+        "refresh": {"interval": interval, "jitter": 0.0, "max_backoff": max_backoff},
+        "http": {"enabled": False},
+        **sections,
+    }
+    return parse_config(data, file=str(base / "config.toml"), base=base)
+
+
+def agent_for(cfg: Config, seed: int = 7) -> Agent:
+    return Agent(cfg, rng=random.Random(seed))

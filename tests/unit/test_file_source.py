@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.config import ParameterEntry
+from agent.snapshot import Snapshot
+from agent.sources.base import SourceError
+from agent.sources.file import FileSource
+
+
+def source(tmp_path: Path, text: str, *entries: ParameterEntry) -> FileSource:
+    f = tmp_path / "values.toml"
+    f.write_text(text)
+    return FileSource(f, entries or (ParameterEntry(path="/"),))
+
+
+async def test_values_types_and_nested_tables(tmp_path: Path) -> None:
+    s = source(
+        tmp_path,
+        '"/app/a" = "x"\n"/app/s" = { value = "sec", type = "SecureString" }\n'
+        '"/app/l" = ["1", "2"]\n[app.nested]\n"k/v" = "deep"\n',
+    )
+    snap = (await s.load(Snapshot())).parameters
+    assert {n: (p.type, p.value) for n, p in snap.items()} == {
+        "/app/a": ("String", "x"),
+        "/app/s": ("SecureString", "sec"),
+        "/app/l": ("StringList", "1,2"),
+        "/app/nested/k/v": ("String", "deep"),
+    }
+    secure = snap["/app/s"]
+    assert secure.encrypted_value and "sec" not in secure.encrypted_value
+    assert snap["/app/nested/k/v"].key == "app/nested/k/v"
+
+
+async def test_each_change_raises_the_version(tmp_path: Path) -> None:
+    s = source(tmp_path, '"/a" = "1"\n"/b" = "same"\n')
+    first = (await s.load(Snapshot())).parameters
+    s.path.write_text('"/a" = "2"\n"/b" = "same"\n')
+    second = (await s.load(Snapshot())).parameters
+    assert (first["/a"].version, second["/a"].version) == (1, 2)
+    assert second["/b"].version == 1 and second["/b"].last_modified == first["/b"].last_modified
+
+
+async def test_selection_by_path_and_name(tmp_path: Path) -> None:
+    s = source(
+        tmp_path,
+        '"/app/a" = "x"\n"/app/deep/b" = "y"\n"/other" = "z"\n',
+        ParameterEntry(path="/app", recursive=False),
+        ParameterEntry(name="/other", alias="o"),
+        ParameterEntry(name="/missing", required=False),
+    )
+    result = await s.load(Snapshot())
+    assert {n: p.key for n, p in result.parameters.items()} == {"/app/a": "a", "/other": "o"}
+    assert [(e.subject, e.required) for e in result.errors] == [("/missing", False)]
+
+
+@pytest.mark.parametrize(
+    "text", ['"/a" = 3\n', '"/a" = { value = "x", type = "Bogus" }\n', "=nope"]
+)
+async def test_bad_file_is_a_source_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(SourceError):
+        await source(tmp_path, text).load(Snapshot())
+
+
+async def test_changes_yields_after_an_edit(tmp_path: Path) -> None:
+    s = source(tmp_path, '"/a" = "1"\n')
+    changes = s.changes()
+    waiter = asyncio.ensure_future(anext(changes))
+    # The watcher needs to be running before the edit; keep editing until it notices.
+    for n in range(100):
+        s.path.write_text(f'"/a" = "{n + 2}"\n')
+        done, _ = await asyncio.wait({waiter}, timeout=0.1)
+        if done:
+            break
+    assert waiter.done()
+    await changes.aclose()  # type: ignore[attr-defined]
