@@ -59,8 +59,21 @@ class Redactor:
 redactor = Redactor()
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time of writing (it may be replaced later)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def setup_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
-    out = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
