@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import structlog
 
+from agent.children import reap_forever
 from agent.config import Config
 from agent.logs import redactor
 from agent.metrics import Metrics
+from agent.ondemand import OnDemandCache
+from agent.outputs import sdk_http
 from agent.outputs.base import Output
+from agent.outputs.files import FilesOutput
+from agent.outputs.http import HttpServer
+from agent.outputs.notify import NotifyOutput, build_notify
+from agent.outputs.systemd import systemd_notifier_from_env
 from agent.refresher import CycleResult, Refresher
+from agent.reload import Reloader, plan_reload, swap_output
 from agent.snapshot import Change, Snapshot
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
 from agent.state import AgentState
+from agent.supervisor import Supervisor
 
 log = structlog.get_logger("agent.app")
 
@@ -34,7 +44,12 @@ def _register_secrets(snapshot: Snapshot) -> None:
 
 class Agent:
     def __init__(
-        self, cfg: Config, *, metrics: Metrics | None = None, rng: random.Random | None = None
+        self,
+        cfg: Config,
+        *,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+        exec_argv: Sequence[str] = (),
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics or Metrics()
@@ -44,12 +59,51 @@ class Agent:
         self.refresher = Refresher(
             self.source, cfg.refresh, self.state, self.metrics, self._publish, rng
         )
+        # Exec mode: the app is our child, started after the first complete load.
+        self.supervisor = Supervisor(exec_argv, cfg.exec, self.metrics) if exec_argv else None
         self.outputs: list[Output] = self._build_outputs()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._source_watch: asyncio.Task[None] | None = None
+        self.reloader = (
+            Reloader(cfg.origin, self.apply_config, self.refresher.trigger)
+            if cfg.origin.is_file()
+            else None
+        )
 
     def _build_outputs(self) -> list[Output]:
         """In publish order: files are written before anyone is told."""
-        return []
+        outputs: list[Output] = []
+        if self.cfg.http.enabled:
+            outputs.append(self._http_server())
+        if self.cfg.files is not None:
+            outputs.append(FilesOutput(self.cfg.files, self.metrics))
+        if self.supervisor is not None:
+            outputs.append(self.supervisor)
+        notify = build_notify(self.cfg.notify, self.metrics, self.supervisor)
+        if notify is not None:
+            outputs.append(notify)
+        # Keep last: READY=1 to systemd means the values are served, written and announced.
+        notifier = systemd_notifier_from_env(self.state, self.cfg.refresh.interval)
+        if notifier is not None:
+            outputs.append(notifier)
+        return outputs
+
+    def _http_server(self) -> HttpServer:
+        http = self.cfg.http
+        interval = self.cfg.refresh.interval
+        # Through self.source at call time: a config reload may replace the source.
+        on_demand = OnDemandCache(
+            lambda name: self.source.fetch(name), http.on_demand_prefixes, interval
+        )
+        return HttpServer(
+            http,
+            self.state,
+            self.metrics,
+            refresh=self.refresher.refresh_now,
+            on_demand=on_demand.get,
+            interval=interval,
+            route_factories=(sdk_http.route_factory(http.sdk_access_key_ids),),
+        )
 
     async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         for output in self.outputs:
@@ -67,12 +121,26 @@ class Agent:
             log.info("source_file_changed", path=str(source.path))
             self.refresher.trigger()
 
+    def _watch_source(self) -> None:
+        if self._source_watch is not None:
+            self._source_watch.cancel()
+            self._source_watch = None
+        if isinstance(self.source, FileSource):
+            self._source_watch = asyncio.create_task(
+                self._watch_source_file(self.source), name="source-watch"
+            )
+            self._tasks.append(self._source_watch)
+
     async def start(self) -> None:
         for output in self.outputs:
             await output.start()
         self._spawn(self.refresher.run(), "refresher")
-        if isinstance(self.source, FileSource):
-            self._spawn(self._watch_source_file(self.source), "source-watch")
+        self._watch_source()
+        if self.reloader is not None:
+            self._spawn(self.reloader.run(), "reload")
+            self._spawn(self.reloader.watch(), "config-watch")
+        if os.getpid() == 1:  # a container's init: orphans are re-parented to us
+            self._spawn(reap_forever(), "reaper")
         log.info(
             "started",
             source=self.cfg.source.type,
@@ -96,17 +164,66 @@ class Agent:
         log.info("stopped")
 
     def reload(self) -> None:
-        """SIGHUP: refresh now."""
+        """SIGHUP: re-read the config file, apply it, refresh now."""
         log.info("reload_requested")
-        self.refresher.trigger()
+        if self.reloader is not None:
+            self.reloader.request()
+        else:
+            self.refresher.trigger()
+
+    @staticmethod
+    def _slot(outputs: list[Output], kind: type) -> int:
+        """Where an output of `kind` goes in publish order."""
+        order: tuple[type, ...] = (HttpServer, FilesOutput, Supervisor, NotifyOutput)
+        return sum(1 for o in outputs if isinstance(o, order[: order.index(kind)]))
+
+    async def apply_config(self, new: Config) -> None:
+        """A reloaded config: change what changed, keep the snapshot (no gap), refresh now."""
+        plan = plan_reload(self.cfg, new)
+        for section in plan.needs_restart:
+            log.warning("config_reload_needs_restart", section=section)
+        new = new.model_copy(update={"http": self.cfg.http, "log": self.cfg.log})
+        old_source = self.source
+        if plan.source:  # built first: if this fails, nothing has changed yet
+            self.source = self.refresher.source = build_source(new, self.metrics)
+            self._watch_source()
+        self.cfg = new
+        self.refresher.cfg = new.refresh
+        if self.supervisor is not None:
+            self.supervisor.cfg = new.exec
+        served = self.state.snapshot if self.state.ready else None
+        # A new list, so a publish in flight finishes over the old one.
+        outputs = list(self.outputs)
+        if plan.files:
+            old_files = next((o for o in outputs if isinstance(o, FilesOutput)), None)
+            files = FilesOutput(new.files, self.metrics) if new.files else None
+            await swap_output(outputs, old_files, files, self._slot(outputs, FilesOutput), served)
+        if plan.notify:
+            old_notify = next((o for o in outputs if isinstance(o, NotifyOutput)), None)
+            notify = build_notify(new.notify, self.metrics, self.supervisor)
+            slot = self._slot(outputs, NotifyOutput)
+            await swap_output(outputs, old_notify, notify, slot, served)
+        self.outputs = outputs
+        log.info("config_reloaded", changed=plan.changed)
+        await self.refresher.cycle()  # waits for a cycle in flight on the old source
+        if old_source is not self.source:
+            await old_source.close()
+        if plan.refresh:
+            self.refresher.trigger()  # re-time the poll loop with the new interval
 
     async def run(self, stop: asyncio.Event) -> int:
+        """Until `stop` is set or, in exec mode, the child exits; returns the exit code."""
         await self.start()
+        ends: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        if self.supervisor is not None:
+            ends.append(asyncio.create_task(self.supervisor.wait()))
         try:
-            await stop.wait()
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for end in ends:
+                end.cancel()
             await self.stop()
-        return 0
+        return self.supervisor.exit_code() if self.supervisor is not None else 0
 
     async def once(self) -> CycleResult:
         """One complete load and every output written once (for init containers)."""

@@ -14,8 +14,12 @@ import structlog
 
 from agent import __version__
 from agent.app import Agent
+from agent.client import run_get
 from agent.config import Config, ConfigError, default_config_path, load_config
 from agent.logs import setup_logging
+from agent.outputs.files import FilesOutput
+from agent.outputs.http import HttpStartError
+from agent.supervisor import FORWARDED
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -64,26 +68,37 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 async def _serve(agent: Agent) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, agent.reload)
+    if agent.supervisor is not None:
+        # Exec mode: the child decides when to stop; the agent follows it out.
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, agent.supervisor.forward, sig)
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, agent.reload)  # never forwarded
     return await agent.run(stop)
 
 
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    if cmd:
-        print("ssm-sidecar: exec mode (run -- CMD) is not available yet", file=sys.stderr)
-        return EXIT_USAGE
-    return _run_loop(lambda: _serve(Agent(cfg)))
+    try:
+        return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
+    except HttpStartError as exc:  # token file or listen address unusable
+        print(f"ssm-sidecar: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 def cmd_once(cfg: Config) -> int:
     async def main() -> int:
-        result = await Agent(cfg).once()
+        agent = Agent(cfg)
+        result = await agent.once()
+        # An init container must not start its app on a partial set: say what was not written.
+        problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
+        for problem in problems:
+            print(f"ssm-sidecar: files: {problem}", file=sys.stderr)
         if result.complete:
-            return EXIT_OK
+            return EXIT_RUNTIME if problems else EXIT_OK
         missing = sorted(e.subject for e in result.errors if e.required)
         detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
         print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
@@ -99,6 +114,8 @@ def cmd_check(cfg: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "get":  # needs no valid config when --url and --token-file are given
+        return run_get(args.name, args.url, args.token_file, args.config)
     try:
         cfg = _load(args.config)
     except ConfigError as exc:

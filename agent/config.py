@@ -245,6 +245,14 @@ class HttpConfig(Section):
                 raise ValueError(f"{p!r} must start with /")
         return v
 
+    @field_validator("sdk_access_key_ids")
+    @classmethod
+    def _access_key_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key in v:
+            if not (key.isascii() and key.isalnum()):
+                raise ValueError(f"{key!r} is not an access key id (letters and digits only)")
+        return v
+
 
 class BundleConfig(Section):
     path: str

@@ -79,7 +79,16 @@ class Metrics:
         self.signals_sent = Counter(
             p + "signals_sent", "Signals sent to the application", ["signal", "outcome"], registry=r
         )
+        self.notify_commands = Counter(
+            p + "notify_commands", "notify.command runs by outcome", ["outcome"], registry=r
+        )
         self.template_errors = Counter(
             p + "template_errors", "Templates that failed to render", ["template"], registry=r
+        )
+        self.files_errors = Counter(
+            p + "files_errors",
+            "Files not written: unsafe or clashing paths, bundle name clashes, failed swaps",
+            ["kind"],
+            registry=r,
         )
         self.ready = Gauge(p + "ready", "1 once the first complete load is done", registry=r)

@@ -199,3 +199,23 @@ def test_nothing_the_agent_logs_contains_a_value(
     assert len(agent.events()) > 10
     leaked = [s for s in secrets if s in text]
     assert leaked == [], "values found in the agent's output"
+
+
+def test_editing_the_source_file_applies_at_once(tmp_path: Path) -> None:
+    config = _file_config(tmp_path, '"/app/a" = "one"\n')
+    config.write_text(config.read_text().replace("[http]", '[refresh]\ninterval = "1h"\n[http]'))
+    with AgentProcess("run", "-c", str(config), env=_env_without_aws()) as agent:
+        agent.wait_for_event("ready")
+        # The watcher starts beside the first load; until it runs, an edit can only be seen
+        # by the next interval (1h here). So edit, the way editors do (write elsewhere, rename
+        # over), until the agent reports the file changed.
+        tmp = tmp_path / "values.toml.new"
+
+        def edited_and_seen() -> bool:
+            tmp.write_text('"/app/a" = "two"\n"/app/b" = "new"\n')
+            tmp.replace(tmp_path / "values.toml")
+            return any(e["event"] == "source_file_changed" for e in agent.events())
+
+        wait_until(edited_and_seen, 10, interval=0.2)
+        agent.wait_for_event("parameter_changed", name="/app/a", new_version=2, timeout=10)
+        agent.wait_for_event("parameter_changed", name="/app/b", change="added", timeout=10)

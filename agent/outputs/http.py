@@ -1,0 +1,304 @@
+"""The localhost HTTP API as an Output: it serves AgentState.snapshot per request.
+
+One middleware guards every route (in this order): X-Forwarded-For refused (400), unknown path
+(404) or method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503);
+it renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
+
+Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda-extension compat,
+native) plus any passed in `route_factories`. That is the seam for the AWS SDK protocol: a factory
+returning `Route("POST", "/", handler, needs_token=False)`; until one does, `POST /` answers a
+JSON 400 saying the protocol is not enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from agent.config import HttpConfig
+from agent.metrics import Metrics
+from agent.outputs import http_compat, http_native, http_ops
+from agent.outputs.http_common import (
+    TOKEN_HEADER,
+    ApiError,
+    Handler,
+    HttpContext,
+    OnDemand,
+    Refresh,
+    Route,
+    RouteFactory,
+    error_response,
+)
+from agent.outputs.token import TokenCheck, TokenError, load_or_create_token
+from agent.snapshot import Change, Snapshot
+from agent.state import AgentState
+
+log = structlog.get_logger("agent.outputs.http")
+
+SHUTDOWN_GRACE = 2.0
+UNMATCHED = "unmatched"
+CLIENT_GONE = 499
+SOCKET_MODE = 0o660
+_ROUTER_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}
+
+
+class HttpStartError(Exception):
+    """The API cannot start (token file, address in use); the message says which and why."""
+
+
+async def _sdk_protocol_missing(request: web.Request) -> web.StreamResponse:
+    raise ApiError(
+        400,
+        "UnknownOperationException",
+        "the AWS SDK protocol (POST / with X-Amz-Target) is not enabled in this agent",
+    )
+
+
+class Guard:
+    """The middleware: every guard of the module docstring, JSON errors, and request metrics."""
+
+    def __init__(
+        self,
+        state: AgentState,
+        token: TokenCheck,
+        metrics: Metrics,
+        max_concurrency: int,
+        routes: dict[web.AbstractRoute, Route],
+    ) -> None:
+        self._state = state
+        self._token = token
+        self._metrics = metrics
+        self._max = max_concurrency
+        self._routes = routes
+        self.in_flight = 0
+        # prometheus children cached: labels() takes a lock and builds a key on every call.
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    @web.middleware
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = self._routes.get(request.match_info.route)
+        label = route.label if route is not None else UNMATCHED
+        try:
+            response = await self._guarded(request, handler, route)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            response = error_response(
+                exc.status, _ROUTER_CODES.get(exc.status, "HttpError"), exc.reason
+            )
+        except asyncio.CancelledError:
+            # The client hung up (or the server is stopping): nginx's 499, for the metrics.
+            self._observe(label, CLIENT_GONE, time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            # The traceback passes the log redactor like every other event.
+            log.error("http_handler_failed", route=label, error=type(exc).__name__, exc_info=True)
+            response = error_response(500, "InternalFailure", "internal error; see the agent log")
+        self._observe(label, response.status, time.perf_counter() - started)
+        return response
+
+    async def _guarded(
+        self, request: web.Request, handler: Handler, route: Route | None
+    ) -> web.StreamResponse:
+        headers = request.headers
+        if "X-Forwarded-For" in headers:
+            raise ApiError(
+                400,
+                "ValidationException",
+                "requests relayed by a proxy (X-Forwarded-For) are refused",
+            )
+        if route is None:
+            exc = request.match_info.http_exception
+            if exc is not None:
+                raise exc
+            raise ApiError(404, "NotFound", "no such endpoint")
+        if route.needs_token:
+            presented = headers.get(TOKEN_HEADER)
+            if presented is None:
+                raise ApiError(
+                    401, "MissingTokenException", f"the {TOKEN_HEADER} header is required"
+                )
+            if not self._token.matches(presented):
+                raise ApiError(403, "AccessDeniedException", f"the {TOKEN_HEADER} header is wrong")
+        if not route.capped:
+            return await handler(request)
+        if self.in_flight >= self._max:
+            raise ApiError(
+                429, "TooManyRequestsException", f"more than {self._max} requests in flight"
+            )
+        self.in_flight += 1
+        try:
+            if route.needs_ready and not self._state.ready:
+                raise ApiError(503, "NotReady", "the first complete load has not finished yet")
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
+
+    def _observe(self, label: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((label, status))
+        if counter is None:
+            counter = self._metrics.http_requests.labels(route=label, code=str(status))
+            self._counters[(label, status)] = counter
+        counter.inc()
+        timer = self._timers.get(label)
+        if timer is None:
+            timer = self._timers[label] = self._metrics.http_request_duration.labels(route=label)
+        timer.observe(seconds)
+
+
+GUARD = web.AppKey("guard", Guard)
+
+
+def build_app(
+    ctx: HttpContext,
+    metrics: Metrics,
+    token: TokenCheck,
+    max_concurrency: int,
+    route_factories: Sequence[RouteFactory] = (),
+) -> web.Application:
+    """The aiohttp application: built-in routes, then those of `route_factories`."""
+    wanted: list[Route] = [
+        *http_ops.routes(ctx, metrics),
+        *http_compat.routes(ctx),
+        *http_native.routes(ctx),
+    ]
+    for factory in route_factories:
+        wanted.extend(factory(ctx))
+    if not any((r.method, r.path) == ("POST", "/") for r in wanted):
+        wanted.append(Route("POST", "/", _sdk_protocol_missing, needs_token=False))
+
+    registered: dict[web.AbstractRoute, Route] = {}
+    app = web.Application()
+    for r in wanted:
+        aio_route = app.router.add_route(r.method, r.path, r.handler)  # GET adds no HEAD
+        template = aio_route.resource.canonical if aio_route.resource else r.path
+        label = r.label or template
+        registered[aio_route] = Route(
+            r.method, r.path, r.handler, r.needs_token, r.needs_ready, r.capped, label
+        )
+    guard = Guard(ctx.state, token, metrics, max_concurrency, registered)
+    app.middlewares.append(guard.__call__)
+    app[GUARD] = guard
+    return app
+
+
+class HttpServer:
+    """The Output: start() binds http.listen, publish() does nothing, stop() closes the listener."""
+
+    def __init__(
+        self,
+        cfg: HttpConfig,
+        state: AgentState,
+        metrics: Metrics,
+        *,
+        refresh: Refresh,
+        on_demand: OnDemand,
+        interval: float,
+        route_factories: Sequence[RouteFactory] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
+        self._route_factories = tuple(route_factories)
+        self._runner: web.AppRunner | None = None
+        self._socket: Path | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests counted against http.max_concurrency right now."""
+        return self._runner.app[GUARD].in_flight if self._runner is not None else 0
+
+    @property
+    def addresses(self) -> list[Any]:
+        return list(self._runner.addresses) if self._runner is not None else []
+
+    async def start(self) -> None:
+        try:
+            token = load_or_create_token(self.cfg.token_file)
+        except TokenError as exc:
+            raise HttpStartError(f"http.token_file: {exc}") from None
+        app = build_app(
+            self.ctx,
+            self.metrics,
+            TokenCheck(token),
+            self.cfg.max_concurrency,
+            self._route_factories,
+        )
+        # handler_cancellation: a client that hangs up frees its slot at once (a long-poll
+        # would otherwise hold it until its wait ends). Shared work (a refresh, an on-demand
+        # fetch) is shielded and finishes for the other callers.
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handler_cancellation=True
+        )
+        await runner.setup()
+        try:
+            await self._bind(runner)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("http_listening", listen=self.cfg.listen, token_file=str(self.cfg.token_file))
+
+    async def _bind(self, runner: web.AppRunner) -> None:
+        listen = self.cfg.listen
+        site: web.BaseSite
+        try:
+            if listen.startswith("unix:"):
+                path = Path(listen[5:])
+                _prepare_socket_path(path)
+                site = web.UnixSite(runner, str(path))
+                await site.start()
+                self._socket = path
+                os.chmod(path, SOCKET_MODE)  # apps in the owner's group may connect
+            else:
+                host, _, port = listen.rpartition(":")
+                site = web.TCPSite(runner, host.strip("[]"), int(port))
+                await site.start()
+        except OSError as exc:
+            raise HttpStartError(
+                f"http.listen: cannot listen on {listen}: {exc.strerror}"
+            ) from None
+
+    async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
+        """Nothing to do: every request reads the current snapshot."""
+
+    async def stop(self) -> None:
+        self.ctx.stopping.set()  # long-polls answer now instead of holding shutdown
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._socket.unlink()
+            self._socket = None
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """A socket file left by an agent that died would make bind() fail: remove it. A socket
+    someone still listens on, or any other file, is left alone and reported."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise HttpStartError(f"http.listen: {path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+            return
+    raise HttpStartError(f"http.listen: another process is listening on {path}")

@@ -1,0 +1,104 @@
+"""What every HTTP route module shares: the context handlers read, routes, and JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent.ondemand import under_prefixes
+from agent.refresher import CycleResult
+from agent.snapshot import Parameter
+from agent.state import AgentState
+
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 (a header name)
+JSON_TYPE = "application/json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Refresh = Callable[[], Awaitable[CycleResult]]
+OnDemand = Callable[[str], Awaitable[Parameter | None]]
+
+
+class ApiError(Exception):
+    """An answer other than success; rendered as `{"__type": code, "message": message}`.
+
+    The message must never hold a parameter value.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    body = json.dumps({"__type": code, "message": message})
+    return web.Response(status=status, text=body, content_type=JSON_TYPE)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data), content_type=JSON_TYPE)
+
+
+def validation_error(message: str) -> ApiError:
+    return ApiError(400, "ValidationException", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint and the guards the server applies before its handler runs.
+
+    `label` is the metrics label (the path template, never the raw path). `needs_token` routes
+    require the token header; `needs_ready` routes answer 503 NotReady before the first complete
+    load; `capped` routes count against http.max_concurrency.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    needs_token: bool = True
+    needs_ready: bool = True
+    capped: bool = True
+    label: str = ""
+
+
+@dataclass
+class HttpContext:
+    """Everything a route handler may read. Handlers never reach into a source."""
+
+    state: AgentState
+    refresh: Refresh
+    on_demand: OnDemand
+    on_demand_prefixes: tuple[str, ...]
+    # How often served values may change: the on-demand cache lifetime and the long-poll recheck.
+    interval: float
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_demand_covers(self, name: str) -> bool:
+        return under_prefixes(name, self.on_demand_prefixes)
+
+
+RouteFactory = Callable[[HttpContext], Iterable[Route]]
+
+
+def split_selector(requested: str) -> tuple[str, str | None]:
+    """`/a/b:3` -> (`/a/b`, `:3`); ARNs keep their colons: only the part after `parameter/` counts.
+
+    SSM names cannot contain ":", so the last colon of the name part starts the selector.
+    """
+    head = ""
+    rest = requested
+    if requested.startswith("arn:"):
+        parts = requested.split(":", 5)
+        if len(parts) == 6:
+            head = ":".join(parts[:5]) + ":"
+            rest = parts[5]
+    name, sep, selector = rest.rpartition(":")
+    if not sep or not name:
+        return requested, None
+    return head + name, ":" + selector

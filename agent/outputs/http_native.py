@@ -1,0 +1,196 @@
+"""The agent's own API: raw values with ETags and long-polls, listings, and refresh-now.
+
+GET  /v1/parameters/{name}          raw value; ETag "<version>"; If-None-Match -> 304;
+                                    ?wait=30s with If-None-Match long-polls for a new version
+GET  /v1/parameters?path=/p[&recursive=false][&format=json|dotenv]
+POST /v1/refresh                    refresh now; what changed (names and versions only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+
+from aiohttp import web
+
+from agent.durations import parse_duration
+from agent.keys import env_names
+from agent.outputs.bundles import render_dotenv, render_json
+from agent.outputs.http_common import (
+    JSON_TYPE,
+    ApiError,
+    HttpContext,
+    Route,
+    json_response,
+    validation_error,
+)
+from agent.outputs.http_lookup import lookup
+from agent.refresher import CycleResult
+from agent.snapshot import Parameter
+
+MAX_WAIT = 300.0  # a long-poll never holds a connection longer than this
+TEXT_TYPE = "text/plain"
+
+
+@lru_cache(maxsize=4096)
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def etag_of(p: Parameter) -> str:
+    return f'"{p.version}"'
+
+
+def _etag_matches(header: str, p: Parameter) -> bool:
+    """If-None-Match holds this version's tag (weak tags and `*` count too)."""
+    mine = etag_of(p)
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == mine:
+            return True
+    return False
+
+
+def _value_response(p: Parameter) -> web.Response:
+    return web.Response(
+        body=p.value.encode(),
+        content_type=TEXT_TYPE,
+        charset="utf-8",
+        headers={
+            "ETag": etag_of(p),
+            "X-Parameter-Version": str(p.version),
+            "Last-Modified": http_date(p.last_modified),
+        },
+    )
+
+
+def _not_modified(p: Parameter) -> web.Response:
+    return web.Response(
+        status=304, headers={"ETag": etag_of(p), "X-Parameter-Version": str(p.version)}
+    )
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        return min(parse_duration(raw), MAX_WAIT)
+    except ValueError as exc:
+        raise validation_error(f"wait: {exc}") from None
+
+
+def _truth(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise validation_error(f"{name} must be true or false, got {raw!r}")
+
+
+def _listing(params: list[Parameter], fmt: str) -> web.Response:
+    """What a [[files.bundle]] with this prefix and format would hold: env name -> value."""
+    if fmt not in ("json", "dotenv"):
+        raise validation_error(f"format must be json or dotenv, got {fmt!r}")
+    by_key = {p.key: p.value for p in params}
+    try:
+        names = env_names(sorted(by_key))
+    except ValueError as exc:
+        raise validation_error(f"these parameters cannot share one listing: {exc}") from None
+    pairs = {name: by_key[key] for name, key in names.items()}
+    if fmt == "json":
+        return web.Response(text=render_json(pairs), content_type=JSON_TYPE)
+    return web.Response(text=render_dotenv(pairs), content_type=TEXT_TYPE, charset="utf-8")
+
+
+def _refresh_body(result: CycleResult) -> dict[str, object]:
+    return {
+        "ok": result.ok,
+        "complete": result.complete,
+        **result.change.summary(),
+        "errors": [{"name": e.subject, "code": e.code} for e in result.errors],
+    }
+
+
+class _Refresher:
+    """Coalesces refresh requests: callers arriving while one runs share its result."""
+
+    def __init__(self, ctx: HttpContext) -> None:
+        self._ctx = ctx
+        self._running: asyncio.Future[CycleResult] | None = None
+
+    async def run(self) -> CycleResult:
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._ctx.refresh())
+            self._running.add_done_callback(self._done)
+        return await asyncio.shield(self._running)
+
+    def _done(self, _: asyncio.Future[CycleResult]) -> None:
+        self._running = None
+
+
+async def _swap_or_stop(ctx: HttpContext, seconds: float) -> None:
+    """Returns on the next snapshot swap, when the server stops, or after `seconds`."""
+    waits = {
+        asyncio.ensure_future(ctx.state.wait_for_swap(seconds)),
+        asyncio.ensure_future(ctx.stopping.wait()),
+    }
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def routes(ctx: HttpContext) -> list[Route]:
+    refresher = _Refresher(ctx)
+
+    async def long_poll(name: str, current: Parameter, seconds: float) -> Parameter | None:
+        """A parameter that differs from `current`, or None when `seconds` pass without one."""
+        deadline = time.monotonic() + seconds
+        while not ctx.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # Snapshot names change on a swap; on-demand ones are rechecked once per interval.
+            await _swap_or_stop(ctx, min(remaining, ctx.interval))
+            p = await lookup(ctx, name, None)
+            if (p.version, p.value) != (current.version, current.value):
+                return p
+        return None
+
+    async def get_value(request: web.Request) -> web.StreamResponse:
+        name = "/" + request.match_info["name"]
+        p = await lookup(ctx, name, None)
+        tags = request.headers.get("If-None-Match")
+        if tags is None or not _etag_matches(tags, p):
+            return _value_response(p)
+        wait = _wait_seconds(request.query.get("wait"))
+        if wait > 0:
+            changed = await long_poll(name, p, wait)
+            if changed is not None:
+                return _value_response(changed)
+        return _not_modified(p)
+
+    async def list_values(request: web.Request) -> web.StreamResponse:
+        query = request.query
+        path = query.get("path")
+        if not path or not path.startswith("/"):
+            raise validation_error("path is required and must start with /")
+        recursive = _truth("recursive", query.get("recursive"), True)
+        return _listing(ctx.state.snapshot.under(path, recursive), query.get("format", "json"))
+
+    async def refresh(request: web.Request) -> web.StreamResponse:
+        result = await refresher.run()
+        if not result.ok:
+            raise ApiError(502, "SourceUnavailable", f"refresh failed: {result.reason}")
+        return json_response(_refresh_body(result))
+
+    return [
+        Route("GET", "/v1/parameters/{name:.+}", get_value),
+        Route("GET", "/v1/parameters", list_values),
+        Route("POST", "/v1/refresh", refresh, needs_ready=False),
+    ]

@@ -1,0 +1,197 @@
+"""`POST /`: the AWS SDKs' SSM protocol on the agent's listener, answered from the snapshot.
+
+With `AWS_ENDPOINT_URL_SSM=http://127.0.0.1:2773` an unchanged app's SSM reads come here.
+SDKs cannot send the token header, so this route has its own guard instead (see
+docs/adopt-without-code-changes.md for the threat model), checked in this order:
+
+- no `X-Forwarded-For` / `Forwarded` (400 ValidationException; the shared guard refuses the
+  first before this handler runs);
+- the peer is loopback or the unix socket, and on TCP the Host header names a loopback address,
+  which a DNS-rebinding web page cannot send (403 AccessDeniedException);
+- a SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=AKID/...` header: 403
+  MissingAuthenticationTokenException when absent, 403 IncompleteSignatureException when it has
+  another shape. The signature is not verified (the agent has no secret key to verify with);
+- with `http.sdk_access_key_ids` set, the Credential's access key id is one of them (400
+  AccessDeniedException, as IAM answers a denied call);
+- `X-Amz-Target: AmazonSSM.<Operation>` and `Content-Type: application/x-amz-json-1.1`.
+
+Every answer carries `x-amzn-RequestId` and `Content-Type: application/x-amz-json-1.1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from agent.outputs.http_common import HttpContext, Route, RouteFactory
+from agent.outputs.sdk_protocol import (
+    CONTENT_TYPE,
+    SdkError,
+    SdkReply,
+    answer,
+    error_reply,
+    names_to_fetch,
+    operation_of,
+)
+from agent.snapshot import Parameter
+from agent.sources.base import SourceError
+
+log = structlog.get_logger("agent.outputs.sdk_http")
+
+PATH = "/"
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+_SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256\s+Credential=(?P<akid>[A-Za-z0-9]+)/\d{8}/[a-z0-9-]+/[a-z0-9-]+/"
+    r"aws4_request\s*,\s*SignedHeaders=[a-z0-9;-]+\s*,\s*Signature=[0-9a-f]{64}\s*$"
+)
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """`127.0.0.1:2773` -> `127.0.0.1`, `[::1]:2773` -> `[::1]`, `localhost` -> `localhost`."""
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    return header.rpartition(":")[0] if ":" in header else header
+
+
+def check_origin(request: web.Request) -> None:
+    """Forwarded headers, the peer address and the Host header (DNS-rebinding guard)."""
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        raise SdkError(
+            "ValidationException", "requests relayed by a proxy (X-Forwarded-For) are refused"
+        )
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple) and peer:
+        if not _loopback(str(peer[0])):
+            raise SdkError(
+                "AccessDeniedException", "the AWS SDK protocol is served to loopback only", 403
+            )
+        host = request.headers.get("Host", "")
+        if not _loopback(_host_name(host)):
+            raise SdkError(
+                "AccessDeniedException",
+                f"the Host header must name a loopback address (127.0.0.1, ::1 or localhost), "
+                f"got {host!r}: set the SDK's SSM endpoint to http://127.0.0.1:<port>",
+                403,
+            )
+
+
+def access_key_id(authorization: str | None) -> str:
+    """The access key id of a SigV4 Authorization header, or SdkError (403)."""
+    if not authorization:
+        raise SdkError(
+            "MissingAuthenticationTokenException",
+            "a SigV4 Authorization header is required: call through an AWS SDK or CLI",
+            403,
+        )
+    match = _SIGV4.match(authorization)
+    if match is None:
+        raise SdkError(
+            "IncompleteSignatureException",
+            "the Authorization header is not an AWS4-HMAC-SHA256 (SigV4) signature",
+            403,
+        )
+    return match["akid"]
+
+
+def check_access_key(akid: str, allowed: frozenset[str]) -> None:
+    if allowed and akid not in allowed:
+        raise SdkError(
+            "AccessDeniedException",
+            f"access key id {akid} is not in http.sdk_access_key_ids of this agent",
+        )
+
+
+def decode_body(raw: bytes) -> Any:
+    if not raw:
+        return {}  # SSM takes an empty body as an empty request
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise SdkError("SerializationException", "the request body is not valid JSON") from None
+
+
+def render(reply: SdkReply, request_id: str) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=json.dumps(reply.body).encode(),
+        headers={"Content-Type": CONTENT_TYPE, REQUEST_ID_HEADER: request_id},
+    )
+
+
+class SdkHandler:
+    def __init__(self, ctx: HttpContext, allowed_access_keys: Iterable[str]) -> None:
+        self._ctx = ctx
+        self._allowed = frozenset(allowed_access_keys)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        try:
+            reply = await self._answer(request)
+        except SdkError as exc:
+            reply = error_reply(exc.code, exc.message, exc.status)
+        if reply.status != 200 and reply.body.get("__type") not in ("ParameterNotFound",):
+            # Refusals are worth a line (a probe, a misconfigured app); values never appear.
+            log.info(
+                "sdk_request_refused",
+                target=request.headers.get("X-Amz-Target", ""),
+                status=reply.status,
+                code=reply.body.get("__type"),
+                request_id=request_id,
+            )
+        return render(reply, request_id)
+
+    async def _answer(self, request: web.Request) -> SdkReply:
+        check_origin(request)
+        check_access_key(access_key_id(request.headers.get("Authorization")), self._allowed)
+        operation = operation_of(request.headers.get("X-Amz-Target"))
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type != CONTENT_TYPE:
+            raise SdkError(
+                "ValidationException",
+                f"Content-Type must be {CONTENT_TYPE}, got {content_type or 'none'}",
+            )
+        body = decode_body(await request.read())
+        snapshot = self._ctx.state.snapshot  # one consistent view for the whole request
+        wanted = names_to_fetch(snapshot, operation, body, self._ctx.on_demand_covers)
+        fetched = await self._fetch(wanted)
+        return answer(snapshot, operation, body, fetched)
+
+    async def _fetch(self, names: list[str]) -> Mapping[str, Parameter | None]:
+        if not names:
+            return {}
+        try:
+            found = await asyncio.gather(*(self._ctx.on_demand(name) for name in names))
+        except SourceError as exc:
+            # A 5xx, as SSM itself fails: SDKs retry it with their own backoff.
+            raise SdkError(
+                "InternalServerError", f"an on-demand fetch failed: {exc}", 500
+            ) from None
+        return dict(zip(names, found, strict=True))
+
+
+def route_factory(allowed_access_keys: Iterable[str] = ()) -> RouteFactory:
+    """The `POST /` route for `build_app(route_factories=...)`."""
+    allowed = tuple(allowed_access_keys)
+
+    def routes(ctx: HttpContext) -> list[Route]:
+        return [Route("POST", PATH, SdkHandler(ctx, allowed).handle, needs_token=False)]
+
+    return routes

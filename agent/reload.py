@@ -1,0 +1,145 @@
+"""Config reload: on SIGHUP and on every edit of the config file.
+
+The file is read and validated whole; a config with any problem is logged (`config_reload_failed`,
+with the `file: key: reason` lines) and the running config stays. A good one is compared section
+by section with the running one (`plan_reload`); the agent then applies only what changed and
+refreshes at once. `[http]` and `[log]` are only read at start: a change there is logged as
+needing a restart and otherwise left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import watchfiles
+
+from agent.config import Config, ConfigError, load_config
+from agent.outputs.base import Output
+from agent.snapshot import Change, Snapshot
+
+log = structlog.get_logger("agent.reload")
+
+NEEDS_RESTART = ("http", "log")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    source: bool  # [source] or [[parameters]]: a new source (the snapshot and state stay)
+    refresh: bool
+    files: bool
+    notify: bool
+    exec: bool
+    needs_restart: tuple[str, ...]
+
+    @property
+    def changed(self) -> list[str]:
+        names = ["source", "refresh", "files", "notify", "exec"]
+        return [n for n in names if getattr(self, n)] + list(self.needs_restart)
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    return ReloadPlan(
+        source=old.source != new.source or old.parameters != new.parameters,
+        refresh=old.refresh != new.refresh,
+        files=old.files != new.files,
+        notify=old.notify != new.notify,
+        exec=old.exec != new.exec,
+        needs_restart=tuple(s for s in NEEDS_RESTART if getattr(old, s) != getattr(new, s)),
+    )
+
+
+def read_config(path: Path) -> Config | None:
+    """The new config, or None (logged) when it has problems."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        log.error("config_reload_failed", file=str(path), error=str(exc), kept="running config")
+        return None
+
+
+def _fingerprint(path: Path) -> tuple[str, int, int, int] | None:
+    """What identifies this version of the file, following symlinks."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size
+
+
+async def config_changes(target: Path) -> AsyncIterator[None]:
+    """Yields after each change of the config file. `target` must be absolute.
+
+    Any event in its directory counts when the file it resolves to is no longer the same: that
+    covers edits in place, editors that save by rename, and Kubernetes ConfigMap volumes, where
+    the file is a symlink through `..data` and an update swaps that link, not the file.
+    """
+    last = _fingerprint(target)
+    # Not recursive: files.dir often lies below the config's directory and changes often.
+    async for _ in watchfiles.awatch(target.parent, debounce=50, step=20, recursive=False):
+        now = _fingerprint(target)
+        if now != last:
+            last = now
+            yield
+
+
+async def swap_output(
+    outputs: list[Output],
+    old: Output | None,
+    new: Output | None,
+    index: int,
+    served: Snapshot | None,
+) -> None:
+    """Put `new` where `old` is (else at `index`), fed what is served as its first load (a new
+    notify output therefore sends nothing for it), then stop `old`."""
+    if new is not None:
+        await new.start()
+        if served is not None:
+            await new.publish(served, Change(), True)
+    if old is not None and old in outputs:
+        index = outputs.index(old)
+        outputs.pop(index)
+    if new is not None:
+        outputs.insert(min(index, len(outputs)), new)
+    if old is not None:
+        await old.stop()
+
+
+class Reloader:
+    """Coalesces reload requests (signals, file events) and applies them one at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        apply: Callable[[Config], Awaitable[None]],
+        refresh: Callable[[], None],
+    ) -> None:
+        self.path = path.absolute()
+        self._apply = apply
+        self._refresh = refresh
+        self._wanted = asyncio.Event()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            cfg = read_config(self.path)
+            if cfg is None:
+                self._refresh()  # a reload also means "refresh now", with the running config
+                continue
+            try:
+                await self._apply(cfg)
+            except Exception as exc:
+                log.error("config_reload_failed", file=str(self.path), error=repr(exc))
+
+    async def watch(self) -> None:
+        async for _ in config_changes(self.path):
+            log.info("config_file_changed", file=str(self.path))
+            self.request()

@@ -1,0 +1,89 @@
+"""The probe commands we ship (Kubernetes exec probes, the image's HEALTHCHECK), run for real
+against a real agent: they must fail before the first complete load and pass after it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.support.moto import free_port
+from tests.support.processes import AgentProcess
+from tests.support.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_PORT = "2773"
+
+
+def _kubernetes_probes() -> dict[str, list[str]]:
+    docs = yaml.safe_load_all((REPO / "deploy/kubernetes/base/deployment.yaml").read_text())
+    [deployment] = [d for d in docs if d and d["kind"] == "Deployment"]
+    [sidecar] = deployment["spec"]["template"]["spec"]["initContainers"]
+    return {probe: sidecar[probe]["exec"]["command"] for probe in ("startupProbe", "livenessProbe")}
+
+
+def _docker_healthcheck() -> list[str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("HEALTHCHECK"))
+    command: list[str] = json.loads(line.partition(" CMD ")[2])
+    return command
+
+
+def _run(command: list[str], port: int) -> int:
+    assert command[0] == "python"
+    assert any(SHIPPED_PORT in part for part in command)
+    # `python` in the image is the venv's interpreter; here it is the test's own.
+    argv = [sys.executable] + [p.replace(SHIPPED_PORT, str(port)) for p in command[1:]]
+    return subprocess.run(argv, capture_output=True, timeout=30).returncode
+
+
+def test_probes_fail_until_the_first_complete_load_then_pass(tmp_path: Path) -> None:
+    probes = _kubernetes_probes()
+    startup, liveness, healthcheck = (
+        probes["startupProbe"],
+        probes["livenessProbe"],
+        _docker_healthcheck(),
+    )
+    port = free_port()
+    # Nothing listens yet: every probe fails.
+    assert _run(liveness, port) != 0
+    assert _run(startup, port) != 0
+
+    values = tmp_path / "values.toml"
+    values.write_text('"/app/a" = "alpha-value"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[source]
+type = "file"
+path = "{values}"
+
+[[parameters]]
+path = "/app"
+
+[[parameters]]
+name = "/shared/required"
+
+[refresh]
+interval = "300ms"
+max_backoff = "300ms"
+
+[http]
+listen = "127.0.0.1:{port}"
+token_file = "{tmp_path / "token"}"
+"""
+    )
+    with AgentProcess("run", "-c", str(config)) as agent:
+        agent.wait_for_event("http_listening")
+        agent.wait_for_event("load_incomplete")
+        assert _run(liveness, port) == 0
+        assert _run(startup, port) != 0
+        assert _run(healthcheck, port) != 0
+
+        values.write_text('"/app/a" = "alpha-value"\n"/shared/required" = "beta-value"\n')
+        wait_until(lambda: _run(startup, port) == 0, 20, interval=0.2, what="startup probe ok")
+        assert _run(healthcheck, port) == 0
+        assert _run(liveness, port) == 0

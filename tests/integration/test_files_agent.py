@@ -1,0 +1,158 @@
+"""The files output driven by the real Agent and SSM source against moto."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from agent.app import Agent
+from agent.outputs.files import FilesOutput
+from agent.outputs.notify import NotifyOutput
+from tests.support.agents import agent_for, ssm_config
+
+SECRET = "pw-that-must-not-leak"
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    # A test elsewhere that ran `main()` under capsys leaves structlog writing to a closed stream.
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """path -> (inode, mtime_ns) of root and everything under it, symlinks not followed."""
+    st = root.lstat()
+    out = {".": (st.st_ino, st.st_mtime_ns)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            out[str(path.relative_to(root))] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _agent(moto_url: str, tmp_path: Path, **files: Any) -> Agent:
+    cfg = ssm_config(
+        moto_url,
+        [{"path": "/app"}],
+        tmp_path,
+        files={"dir": str(tmp_path / "params"), **files},
+    )
+    return agent_for(cfg)
+
+
+def _seed(ssm: Any) -> None:
+    ssm.put_parameter(Name="/app/db/url", Value="pg://db/1", Type="String")
+    ssm.put_parameter(Name="/app/db/password", Value=SECRET, Type="SecureString")
+    ssm.put_parameter(Name="/app/feature/flag", Value="on", Type="String")
+
+
+async def test_files_are_written_before_notify_and_once_writes_the_set(
+    ssm: Any, moto_url: str, tmp_path: Path
+) -> None:
+    _seed(ssm)
+    cfg = ssm_config(
+        moto_url,
+        [{"path": "/app"}],
+        tmp_path,
+        files={
+            "dir": str(tmp_path / "params"),
+            "bundle": [{"path": "db.env", "prefix": "/app/db"}],
+        },
+        notify={"pid_file": str(tmp_path / "app.pid")},
+    )
+    agent = agent_for(cfg)
+    kinds = [type(o) for o in agent.outputs]
+    assert kinds.index(FilesOutput) < kinds.index(NotifyOutput)
+    result = await agent.once()
+    assert result.complete
+    params = tmp_path / "params"
+    assert (params / "db" / "url").read_bytes() == b"pg://db/1"
+    assert (params / "db" / "password").read_bytes() == SECRET.encode()
+    assert (params / "feature" / "flag").read_bytes() == b"on"
+    assert (params / "db.env").read_text() == f'DB_PASSWORD="{SECRET}"\nDB_URL="pg://db/1"\n'
+    assert os.readlink(params / "db") == "..data/db"
+
+
+async def test_five_cycles_without_change_leave_every_inode_and_mtime(
+    ssm: Any, moto_url: str, tmp_path: Path
+) -> None:
+    _seed(ssm)
+    (tmp_path / "app.conf.j2").write_text('url={{ params["db/url"] }}\n')
+    agent = _agent(
+        moto_url,
+        tmp_path,
+        bundle=[{"path": "app.env", "prefix": "/app"}],
+        template=[{"source": "app.conf.j2", "path": "app.conf"}],
+    )
+    params = tmp_path / "params"
+    try:
+        assert (await agent.refresher.cycle()).complete
+        before = _tree(params)
+        assert len(before) >= 10
+        for _ in range(5):
+            result = await agent.refresher.cycle()
+            assert result.complete and not result.change
+        assert _tree(params) == before
+
+        # A new version with the same value changes the snapshot, not one byte of the set.
+        ssm.put_parameter(Name="/app/db/url", Value="pg://db/1", Type="String", Overwrite=True)
+        assert (await agent.refresher.cycle()).change.updated
+        assert _tree(params) == before
+
+        # A real change does write a new set: the comparison above could fail.
+        ssm.put_parameter(Name="/app/db/url", Value="pg://db/2", Type="String", Overwrite=True)
+        assert (await agent.refresher.cycle()).change.updated
+        assert _tree(params) != before
+        assert (params / "db" / "url").read_bytes() == b"pg://db/2"
+        assert (params / "app.conf").read_bytes() == b"url=pg://db/2\n"
+    finally:
+        await agent.stop()
+
+
+async def test_template_naming_a_missing_key_keeps_its_file_and_the_rest_moves_on(
+    ssm: Any, moto_url: str, tmp_path: Path
+) -> None:
+    _seed(ssm)
+    (tmp_path / "app.conf.j2").write_text(
+        'url={{ params["db/url"] }}\nflag={{ params["feature/flag"] }}\n'
+    )
+    agent = _agent(
+        moto_url,
+        tmp_path,
+        bundle=[{"path": "app.env", "prefix": "/app/db"}],
+        template=[{"source": "app.conf.j2", "path": "app.conf"}],
+    )
+    params = tmp_path / "params"
+    try:
+        assert (await agent.refresher.cycle()).complete
+        conf = (params / "app.conf").read_bytes()
+        assert conf == b"url=pg://db/1\nflag=on\n"
+
+        ssm.delete_parameter(Name="/app/feature/flag")
+        ssm.put_parameter(Name="/app/db/url", Value="pg://db/2", Type="String", Overwrite=True)
+        with structlog.testing.capture_logs() as logs:
+            result = await agent.refresher.cycle()
+        assert result.change.removed and result.change.updated
+
+        assert (params / "app.conf").read_bytes() == conf
+        assert (params / "db" / "url").read_bytes() == b"pg://db/2"
+        assert 'DB_URL="pg://db/2"' in (params / "app.env").read_text()
+        assert not os.path.lexists(params / "feature")
+        count = agent.metrics.registry.get_sample_value(
+            "ssm_sidecar_template_errors_total", {"template": "app.conf"}
+        )
+        assert count == 1
+        (failed,) = [e for e in logs if e["event"] == "template_failed"]
+        assert failed["template"] == "app.conf" and failed["kept"] is True
+        assert "feature/flag" in failed["reason"] and "line 2" in failed["reason"]
+        assert SECRET not in repr(logs) and "pg://db/2" not in repr(logs)
+    finally:
+        await agent.stop()
