@@ -93,6 +93,16 @@ async def test_only_sigv4_signed_loopback_requests_are_answered(
             assert (status, body["__type"]) == (400, "SerializationException")
         assert logs and SECRET not in str(logs)
 
+        # A browser's CORS preflight gets no CORS headers: the cross-origin POST is never sent.
+        preflight_headers = {
+            "Origin": "https://attacker.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,x-amz-target",
+        }
+        async with client.session.options(client.base + "/", headers=preflight_headers) as resp:
+            assert resp.status == 405
+            assert not any(h.lower().startswith("access-control-") for h in resp.headers)
+
         metrics = (await client.get("/metrics")).text
         count = metric_value
         assert count(metrics, "ssm_sidecar_http_requests_total", route="/", code="200") == 1
