@@ -36,6 +36,11 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+# systemd's notify and watchdog variables address the agent (the unit's main process); a child
+# that inherited them could send READY=1 or watchdog pings on the agent's behalf.
+AGENT_ONLY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")
+
+
 class Child:
     """One started subprocess. Signal it with `send_signal`, never through Popen (which reaps)."""
 
@@ -57,9 +62,12 @@ class Child:
         inherit_stdin: bool = True,
     ) -> Child:
         """Start `argv` (stdout/stderr shared with the agent); raises OSError when it cannot."""
+        child_env = dict(os.environ if env is None else env)
+        for name in AGENT_ONLY_ENV:
+            child_env.pop(name, None)
         popen = subprocess.Popen(
             list(argv),
-            env=dict(env) if env is not None else None,
+            env=child_env,
             stdin=None if inherit_stdin else subprocess.DEVNULL,
             start_new_session=new_session,
         )

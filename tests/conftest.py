@@ -1,4 +1,4 @@
-"""Shared fixtures. Nothing here is autouse: unit tests never start moto."""
+"""Shared fixtures. Only the logging reset is autouse; unit tests never start moto."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 
 from tests.support.moto import DUMMY_AWS_ENV, MotoServer, boto3_client, start_moto_server
 
@@ -30,6 +31,15 @@ _ISOLATED_AWS_ENV: dict[str, str | None] = {
 
 if TYPE_CHECKING:  # aiohttp is imported only by tests that use the proxy
     from tests.support.fault_proxy import FaultProxy
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """structlog as it is before setup_logging(), around every test, so that no test inherits
+    another's logging setup (e.g. a stream captured by capsys and closed since)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,12 @@ def _flatten(table: dict[str, Any], prefix: str, out: dict[str, tuple[str, str]]
             raise SourceError(f"{name}: a value must be a string, a list of strings or a table")
 
 
+def _from_snapshot(snapshot: Snapshot | None, name: str) -> _Entry | None:
+    """What a fresh FileSource (after a config reload) knows of `name`: the served version."""
+    p = snapshot.get(name) if snapshot is not None else None
+    return None if p is None else _Entry(p.value, p.type, p.version, p.last_modified)
+
+
 class FileSource:
     def __init__(self, path: Path, entries: Sequence[ParameterEntry]) -> None:
         self.path = path
@@ -67,7 +73,7 @@ class FileSource:
         # Stands in for SSM's ciphertext: the plaintext must not be what "no decryption" returns.
         self._mask_key = os.urandom(16)
 
-    def _read(self) -> dict[str, _Entry]:
+    def _read(self, previous: Snapshot | None = None) -> dict[str, _Entry]:
         try:
             data = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -81,7 +87,7 @@ class FileSource:
         now = datetime.now(UTC)
         known: dict[str, _Entry] = {}
         for name, (value, kind) in flat.items():
-            old = self._known.get(name)
+            old = self._known.get(name) or _from_snapshot(previous, name)
             if old is not None and (old.value, old.type) == (value, kind):
                 known[name] = old
             else:
@@ -109,7 +115,7 @@ class FileSource:
         )
 
     async def load(self, previous: Snapshot) -> LoadResult:
-        current = self._read()
+        current = self._read(previous)
         params: dict[str, Parameter] = {}
         errors: list[ParameterError] = []
         for entry in self._entries:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import structlog
 
 from agent.app import Agent
@@ -16,14 +14,6 @@ from agent.outputs.notify import NotifyOutput
 from tests.support.agents import agent_for, ssm_config
 
 SECRET = "pw-that-must-not-leak"
-
-
-@pytest.fixture(autouse=True)
-def _default_logging() -> Iterator[None]:
-    # A test elsewhere that ran `main()` under capsys leaves structlog writing to a closed stream.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:

@@ -7,12 +7,8 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
-import structlog
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
@@ -76,14 +72,6 @@ while not os.path.exists(stop):
 stats["seqs"] = sorted(seen)
 print(json.dumps(stats))
 """
-
-
-@pytest.fixture(autouse=True)
-def _default_logging() -> Iterator[None]:
-    # A test elsewhere that ran `main()` under capsys leaves structlog writing to a closed stream.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _value(seq: int, rng: random.Random) -> str:

@@ -13,12 +13,9 @@ import pytest
 from tests.support.agents import ssm_config
 from tests.support.http_api import (
     Reply,
-    fresh_logging,  # noqa: F401 (fixture)
     http_section,
     serving,
 )
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 INTERVAL = 0.5
 

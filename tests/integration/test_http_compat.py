@@ -10,18 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiobotocore.session import get_session
 
 from tests.support.agents import ssm_config
 from tests.support.http_api import (
-    fresh_logging,  # noqa: F401 (fixture)
     http_section,
     serving,
 )
 from tests.support.moto import REGION
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 RFC3339_MS_Z = "%Y-%m-%dT%H:%M:%S.%fZ"
 

@@ -6,18 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.agents import ssm_config
 from tests.support.fault_proxy import FaultProxy
 from tests.support.http_api import (
-    fresh_logging,  # noqa: F401 (fixture)
     http_section,
     metric_value,
     serving,
 )
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 PLAIN = "plain-metric-value-1"
 SECRET = "secret-metric-value-2"

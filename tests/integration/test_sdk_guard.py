@@ -14,14 +14,11 @@ from agent.config import Config
 from tests.support.agents import ssm_config
 from tests.support.http_api import (
     ApiClient,
-    fresh_logging,  # noqa: F401 (fixture)
     http_section,
     metric_value,
     serving,
 )
 from tests.support.moto import REGION
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 SECRET = "guarded-s3cret-value"
 SIGNATURE = "0123456789abcdef" * 4

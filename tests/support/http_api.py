@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-import structlog
 from multidict import CIMultiDict
 
 from agent.app import Agent
@@ -116,15 +114,3 @@ async def serving(
             yield agent, client
     finally:
         await agent.stop()
-
-
-@pytest.fixture
-def fresh_logging() -> Iterator[None]:
-    """structlog as it is before setup_logging(), around the test.
-
-    A test that runs `main([...])` under capsys leaves structlog writing to that test's captured
-    stderr, which is closed afterwards; the next log line anywhere would raise ValueError.
-    """
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()

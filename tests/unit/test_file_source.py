@@ -77,3 +77,17 @@ async def test_changes_yields_after_an_edit(tmp_path: Path) -> None:
             break
     assert waiter.done()
     await changes.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_new_source_continues_the_served_versions(tmp_path: Path) -> None:
+    """After a config reload a new FileSource must not restart at version 1 (a false change)."""
+    first = source(tmp_path, '"/a" = "1"\n')
+    await first.load(Snapshot())
+    first.path.write_text('"/a" = "2"\n"/b" = "x"\n')
+    served = await first.load(Snapshot())
+    snap = Snapshot.build(served.parameters, 1)
+    again = await FileSource(first.path, (ParameterEntry(path="/"),)).load(snap)
+    assert not snap.diff(Snapshot.build(again.parameters, 2))
+    first.path.write_text('"/a" = "3"\n"/b" = "x"\n')
+    later = await FileSource(first.path, (ParameterEntry(path="/"),)).load(snap)
+    assert later.parameters["/a"].version == 3 and later.parameters["/b"].version == 1

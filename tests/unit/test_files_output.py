@@ -24,14 +24,6 @@ SET_NAME = re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}")
 SECRET = "hunter2-very-secret"
 
 
-@pytest.fixture(autouse=True)
-def _default_logging() -> Iterator[None]:
-    # A test elsewhere that ran `main()` under capsys leaves structlog writing to a closed stream.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
 def param(name: str, value: str, *, key: str | None = None, version: int = 1) -> Parameter:
     return Parameter(
         name=name,

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,14 +52,6 @@ raw_paths = st.builds(
 )
 # How a key comes to be: an alias as written, a name's own path, or a name under a path entry.
 key_kinds = st.sampled_from(["alias", "name", "under_path"])
-
-
-@pytest.fixture(autouse=True)
-def _default_logging() -> Iterator[None]:
-    # A test elsewhere that ran `main()` under capsys leaves structlog writing to a closed stream.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _key(kind: str, raw: str) -> tuple[str, str]:

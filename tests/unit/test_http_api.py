@@ -26,13 +26,10 @@ from agent.sources.base import ParameterError, SourceError
 from agent.state import AgentState
 from tests.support.http_api import (
     ApiClient,
-    fresh_logging,  # noqa: F401 (fixture)
     metric_value,
 )
 from tests.support.moto import free_port
 from tests.support.waiting import async_wait_until
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 MODIFIED = datetime(2026, 3, 4, 5, 6, 7, 891234, tzinfo=UTC)
 SECRET = "hunter2-plaintext"

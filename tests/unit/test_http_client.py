@@ -9,10 +9,7 @@ import pytest
 
 from agent.cli import main
 from agent.client import GetError, Target, fetch_value, target_for, url_for_listen
-from tests.support.http_api import fresh_logging  # noqa: F401 (fixture)
 from tests.support.moto import free_port
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def write_config(tmp_path: Path, http: str) -> Path:

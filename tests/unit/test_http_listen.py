@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tests.support.http_api import fresh_logging  # noqa: F401 (fixture)
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def check(tmp_path: Path, listen: str) -> int:

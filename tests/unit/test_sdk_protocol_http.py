@@ -22,10 +22,7 @@ from agent.refresher import CycleResult
 from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import SourceError
 from agent.state import AgentState
-from tests.support.http_api import fresh_logging  # noqa: F401 (fixture)
 from tests.support.moto import free_port
-
-pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 AUTH = (
     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-east-1/ssm/aws4_request, "

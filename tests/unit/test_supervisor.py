@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from agent.children import MANAGED, Child, exit_code, reap_orphans
@@ -222,3 +223,18 @@ async def test_reaper_collects_orphans_but_never_a_managed_child() -> None:
     assert _state(orphan.pid) is None
     assert await asyncio.wait_for(managed.wait(), 5) == 0
     orphan.returncode = 0  # reaped above; keep Popen from waiting on it again
+
+
+async def test_children_never_inherit_the_agents_systemd_notify_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    out = tmp_path / "env.txt"
+    code = "import os,sys; open(sys.argv[1],'w').write(' '.join(sorted(os.environ)))"
+    child = Child.spawn([sys.executable, "-c", code, str(out)])
+    assert await child.wait() == 0
+    names = out.read_text().split()
+    assert "KEEP_ME" in names
+    assert "NOTIFY_SOCKET" not in names and "WATCHDOG_USEC" not in names
