@@ -45,6 +45,7 @@ async def test_throttled_for_10s_keeps_values_backs_off_and_recovers(
         assert calls and all(c.faulted for c in calls)
         late = [c for c in calls if c.at - throttled_at > 5]
         late_rate = len(late) / 5
+        print(f"calls/s: normal {normal_rate:.2f}, throttled last 5 s {late_rate:.2f}")
         assert late_rate < normal_rate / 2, (late_rate, normal_rate)
         assert agent.state.consecutive_failures >= 3
         assert agent.metrics.source_throttled._value.get() >= len(calls)
