@@ -19,6 +19,7 @@ from agent.config import Config, ConfigError, default_config_path, load_config
 from agent.logs import setup_logging
 from agent.outputs.files import FilesOutput
 from agent.outputs.http import HttpStartError
+from agent.outputs.templates import TemplateError, TemplateRenderer
 from agent.supervisor import FORWARDED
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -108,6 +109,16 @@ def cmd_once(cfg: Config) -> int:
 
 
 def cmd_check(cfg: Config) -> int:
+    # Templates are files of their own: a syntax error is a config error, found before running.
+    problems = []
+    for i, t in enumerate(cfg.files.template if cfg.files else ()):
+        try:
+            TemplateRenderer(t.source).compile()
+        except TemplateError as exc:
+            problems.append((f"files.template[{i}].source", str(exc)))
+    if problems:
+        print(ConfigError(str(cfg.origin), problems), file=sys.stderr)
+        return EXIT_USAGE
     print(json.dumps(cfg.describe(), indent=2))
     return EXIT_OK
 

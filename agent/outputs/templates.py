@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
@@ -158,10 +159,10 @@ class TemplateRenderer:
             cache_size=0,
         )
 
-    def render(self, context: Mapping[str, Any]) -> bytes:
-        """The rendered bytes (UTF-8); raises TemplateError with a message safe to log."""
+    def compile(self) -> Template:
+        """The parsed template; raises TemplateError (missing, unreadable, bad syntax)."""
         try:
-            template = self._env.get_template(self.source.name)
+            return self._env.get_template(self.source.name)
         except TemplateNotFound:
             raise TemplateError(f"source {self.source} not found") from None
         except TemplateSyntaxError as exc:
@@ -170,6 +171,10 @@ class TemplateRenderer:
             raise TemplateError(f"source {self.source} is not UTF-8 text") from None
         except OSError as exc:
             raise TemplateError(f"source {self.source} cannot be read: {exc.strerror}") from None
+
+    def render(self, context: Mapping[str, Any]) -> bytes:
+        """The rendered bytes (UTF-8); raises TemplateError with a message safe to log."""
+        template = self.compile()
         try:
             text = template.render(context)
         except TemplateSyntaxError as exc:  # an included template that does not parse

@@ -244,3 +244,24 @@ def test_bad_durations(text: str) -> None:
     # A string needs its unit ("30" is ambiguous); a bare TOML number is taken as seconds.
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_check_finds_template_syntax_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good.j2").write_text("url={{ params['db/url'] }}\n")
+    (tmp_path / "bad.j2").write_text("url={{ params['db/url'] \n")
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[parameters]]\npath = "/a"\n[files]\ndir = "out"\n'
+        '[[files.template]]\nsource = "good.j2"\npath = "good"\n'
+        '[[files.template]]\nsource = "bad.j2"\npath = "bad"\n'
+        '[[files.template]]\nsource = "missing.j2"\npath = "missing"\n'
+    )
+    assert main(["check", "-c", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "files.template[1].source",
+        "files.template[2].source",
+    ]
+    assert "syntax error at line" in lines[0] and "not found" in lines[1]
