@@ -44,7 +44,7 @@ def _merge(
     params = dict(result.parameters)
     errors = list(result.errors)
     for name, old in previous.parameters.items():
-        if name not in params and any(e.covers(name) for e in errors):
+        if name not in params and any(e.covers(old) for e in errors):
             params[name] = old
     # Two parameters under one key would overwrite each other in files and bundles: keep the
     # one already served (or the first by name) and report the other.
@@ -62,15 +62,8 @@ def _merge(
 
 
 def _complete(params: dict[str, Parameter], errors: list[ParameterError]) -> bool:
-    for e in errors:
-        if not e.required:
-            continue
-        if e.is_path:
-            if not any(e.covers(n) for n in params):
-                return False
-        elif e.subject.split(":")[0] not in params and e.subject not in params:
-            return False
-    return True
+    """Every required name or path that failed still has a (last good) value."""
+    return all(any(e.covers(p) for p in params.values()) for e in errors if e.required)
 
 
 class Refresher:

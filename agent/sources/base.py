@@ -22,19 +22,26 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ParameterError:
-    """One name (or one whole path) that failed while the others loaded."""
+    """One name (or one whole path) that failed while the others loaded.
+
+    `subject` is what was asked for (a name with its selector, an ARN, a path); `name` is the
+    name without a selector when the two differ.
+    """
 
     subject: str
     code: str
     message: str
     required: bool = True
     is_path: bool = False
+    name: str | None = None
 
-    def covers(self, name: str) -> bool:
-        if not self.is_path:
-            return name == self.subject
-        prefix = self.subject.rstrip("/") + "/"
-        return prefix == "/" or name.startswith(prefix)
+    def covers(self, p: Parameter) -> bool:
+        """Whether `p` is (one of) what failed, so that its last good value should stay."""
+        if self.is_path:
+            prefix = self.subject.rstrip("/") + "/"
+            return prefix == "/" or p.name.startswith(prefix)
+        base = self.name or self.subject
+        return base in (p.name, p.arn)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class FileSource:
                         "ParameterNotFound",
                         f"not in {self.path.name}" if found is None else "no such version or label",
                         entry.required,
+                        name=entry.name,
                     )
                 )
                 continue

@@ -307,6 +307,7 @@ class SsmSource:
                         "ParameterNotFound",
                         "not found (or no such version/label)",
                         e.required,
+                        name=e.name,
                     )
                 )
         return found, errors
@@ -342,7 +343,12 @@ class SsmSource:
                     )
             for item in by_name.values():
                 errors.append(
-                    ParameterError(item.request, "ParameterNotFound", "vanished while decrypting")
+                    ParameterError(
+                        item.request,
+                        "ParameterNotFound",
+                        "vanished while decrypting",
+                        name=item.raw["Name"],
+                    )
                 )
         return params
 
@@ -354,7 +360,9 @@ class SsmSource:
             resp = await self._call("GetParameter", Name=item.request, WithDecryption=True)
         except _ApiError as exc:
             self._metrics.decrypt_failures.inc()
-            errors.append(ParameterError(item.request, exc.code, exc.message))
+            errors.append(
+                ParameterError(item.request, exc.code, exc.message, name=item.raw["Name"])
+            )
             return {}
         raw = resp["Parameter"]
         listed_value = (
@@ -390,7 +398,7 @@ def _request(entry: ParameterEntry) -> str:
 
 
 def _error_for(entry: ParameterEntry, exc: _ApiError) -> ParameterError:
-    return ParameterError(_request(entry), exc.code, exc.message, entry.required)
+    return ParameterError(_request(entry), exc.code, exc.message, entry.required, name=entry.name)
 
 
 def _snake(operation: str) -> str:

@@ -135,3 +135,22 @@ async def test_server_errors_and_resets_keep_the_snapshot(
         assert agent.state.snapshot is before
         assert agent.state.last_error == result.reason
     await agent.source.close()
+
+
+async def test_a_pinned_name_that_fails_keeps_its_last_good_value(
+    ssm: Any, fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    for v in ("v1", "v2"):
+        ssm.put_parameter(Name="/p/db", Value=v, Type="String", Overwrite=True)
+    ssm.put_parameter(Name="/p/other", Value="o1", Type="String")
+    entries: list[dict[str, Any]] = [{"name": "/p/db", "version": 1}, {"name": "/p/other"}]
+    agent = agent_for(ssm_config(fault_proxy.url, entries, tmp_path))
+    assert (await agent.refresher.cycle()).complete
+
+    fault_proxy.add_fault(
+        "GetParameters", "error", code="AccessDeniedException", message="denied", match="/p/db:1"
+    )
+    result = await agent.refresher.cycle()
+    assert [(e.subject, e.name) for e in result.errors] == [("/p/db:1", "/p/db")]
+    assert result.complete and _value(agent, "/p/db") == "v1"  # the last good value stays
+    await agent.source.close()
