@@ -24,7 +24,7 @@ from agent.outputs.notify import NotifyOutput, build_notify
 from agent.outputs.systemd import systemd_notifier_from_env
 from agent.refresher import CycleResult, Refresher
 from agent.reload import Reloader, plan_reload, swap_output
-from agent.snapshot import Change, Snapshot
+from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
 from agent.state import AgentState
@@ -91,10 +91,7 @@ class Agent:
     def _http_server(self) -> HttpServer:
         http = self.cfg.http
         interval = self.cfg.refresh.interval
-        # Through self.source at call time: a config reload may replace the source.
-        on_demand = OnDemandCache(
-            lambda name: self.source.fetch(name), http.on_demand_prefixes, interval
-        )
+        on_demand = OnDemandCache(self._fetch_on_demand, http.on_demand_prefixes, interval)
         return HttpServer(
             http,
             self.state,
@@ -104,6 +101,13 @@ class Agent:
             interval=interval,
             route_factories=(sdk_http.route_factory(http.sdk_access_key_ids),),
         )
+
+    async def _fetch_on_demand(self, name: str) -> Parameter | None:
+        # Through self.source at call time: a config reload may replace the source.
+        parameter = await self.source.fetch(name)
+        if parameter is not None:
+            redactor.add(parameter.value, parameter.encrypted_value)
+        return parameter
 
     async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         for output in self.outputs:

@@ -21,18 +21,58 @@ LEVELS = {
 }
 REDACTED = "[redacted]"
 MIN_REDACT_LENGTH = 4
+MAX_EXTRA = 4096
+# Fields that only ever hold names, versions, codes or counts (never free text): not scanned,
+# so that a change event costs the same with 10 or 10,000 values held.
+SAFE_FIELDS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "logger",
+        "name",
+        "change",
+        "old_version",
+        "new_version",
+        "code",
+        "operation",
+        "path",
+        "parameters",
+        "calls",
+        "failures",
+        "serving",
+        "throttled",
+    }
+)
 
 
 class Redactor:
     """A structlog processor that scrubs known parameter values out of every string field."""
 
     def __init__(self) -> None:
+        self._served: set[str] = set()
+        # Values fetched on demand (outside the snapshot), oldest first, bounded.
+        self._extra: dict[str, None] = {}
         self._values: tuple[str, ...] = ()
 
     def update(self, values: Iterable[str]) -> None:
+        """The values of the current snapshot (replacing the previous snapshot's)."""
+        self._served = {v for v in values if len(v) >= MIN_REDACT_LENGTH}
+        self._rebuild()
+
+    def add(self, *values: str | None) -> None:
+        """Values that are not in the snapshot (on-demand reads); the newest MAX_EXTRA kept."""
+        for v in values:
+            if v is not None and len(v) >= MIN_REDACT_LENGTH:
+                self._extra.pop(v, None)
+                self._extra[v] = None
+        while len(self._extra) > MAX_EXTRA:
+            del self._extra[next(iter(self._extra))]
+        self._rebuild()
+
+    def _rebuild(self) -> None:
         # Longest first, so a value that contains another is scrubbed whole.
-        unique = {v for v in values if len(v) >= MIN_REDACT_LENGTH}
-        self._values = tuple(sorted(unique, key=len, reverse=True))
+        self._values = tuple(sorted(self._served | set(self._extra), key=len, reverse=True))
 
     def _scrub(self, text: str) -> str:
         for v in self._values:
@@ -46,6 +86,8 @@ class Redactor:
         if not self._values:
             return event
         for k, v in event.items():
+            if k in SAFE_FIELDS:
+                continue
             if isinstance(v, str):
                 event[k] = self._scrub(v)
             elif not isinstance(v, int | float | bool | type(None)):

@@ -129,7 +129,7 @@ class Refresher:
         first = complete and not self.state.ready
         if change or first or previous.generation == 0:
             await self.state.swap(candidate)
-        self._observe(change)
+        self._observe(change, first=not self.state.ready)
         if not complete and not self.state.ready:
             missing = sorted(e.subject for e in errors if e.required)
             self.state.record_failure(f"required parameters missing: {', '.join(missing)}")
@@ -145,9 +145,12 @@ class Refresher:
             await self._publish(self.state.snapshot, change, first)
         return CycleResult(True, True, change, tuple(errors))
 
-    def _observe(self, change: Change) -> None:
+    def _observe(self, change: Change, first: bool) -> None:
         snapshot = self.state.snapshot
         self.metrics.parameters.set(len(snapshot))
+        # The first load is summed up by the "ready" event; each of its parameters is only
+        # worth a line when debugging (10,000 of them would bury everything else).
+        log_change = log.debug if first else log.info
         for kind, items in (
             ("added", change.added),
             ("updated", change.updated),
@@ -155,7 +158,7 @@ class Refresher:
         ):
             for c in items:
                 self.metrics.parameter_changes.labels(kind=kind).inc()
-                log.info(
+                log_change(
                     "parameter_changed",
                     change=kind,
                     name=c.name,
@@ -164,19 +167,12 @@ class Refresher:
                 )
         for c in change.removed:
             with contextlib.suppress(KeyError):
-                self.metrics.parameter_last_modified.remove(
-                    c.name
-                ) if c.name in self._tracked else None
-            self._tracked.discard(c.name)
+                self.metrics.parameter_last_modified.remove(c.name)
         for c in change.added + change.updated:
             p = snapshot.get(c.name)
             if p is not None:
-                self.metrics.parameter_last_modified.labels(name=p.name).set(
-                    p.last_modified.timestamp()
-                )
-                self._tracked.add(p.name)
-
-    _tracked: set[str] = set()
+                gauge = self.metrics.parameter_last_modified.labels(name=p.name)
+                gauge.set(p.last_modified.timestamp())
 
     # --- timing ------------------------------------------------------------------------------
 

@@ -41,3 +41,22 @@ def test_logs_are_json_lines_and_values_are_redacted() -> None:
         assert lines[0]["event"] == "x" and lines[0]["level"] == "info" and "timestamp" in lines[0]
     finally:
         redactor.update([])
+
+
+def test_on_demand_values_are_redacted_too_and_bounded() -> None:
+    out = io.StringIO()
+    setup_logging("info", "json", stream=out)
+    try:
+        redactor.update(["served-value"])
+        redactor.add("fetched-on-demand", None)
+        redactor.update(["new-served-value"])  # a swap keeps the on-demand ones
+        structlog.get_logger("t").info("x", a="fetched-on-demand", b="served-value")
+        line = json.loads(out.getvalue())
+        assert line["a"] == "[redacted]" and line["b"] == "served-value"
+        for i in range(5000):
+            redactor.add(f"extra-{i:05d}")
+        assert "extra-00000" not in redactor._values and "extra-04999" in redactor._values
+    finally:
+        redactor.update([])
+        redactor._extra.clear()
+        redactor._rebuild()
