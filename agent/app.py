@@ -21,6 +21,7 @@ from agent.outputs.base import Output
 from agent.outputs.files import FilesOutput
 from agent.outputs.http import HttpServer
 from agent.outputs.notify import NotifyOutput, build_notify
+from agent.outputs.ops import OpsServer
 from agent.outputs.systemd import systemd_notifier_from_env
 from agent.refresher import CycleResult, Refresher
 from agent.reload import Reloader, plan_reload, swap_output
@@ -75,6 +76,8 @@ class Agent:
         outputs: list[Output] = []
         if self.cfg.http.enabled:
             outputs.append(self._http_server())
+        if self.cfg.http.ops_listen is not None:
+            outputs.append(OpsServer(self.cfg.http.ops_listen, self.state, self.metrics))
         if self.cfg.files is not None:
             outputs.append(FilesOutput(self.cfg.files, self.metrics))
         if self.supervisor is not None:

@@ -19,6 +19,7 @@ from agent.config import Config, ConfigError, default_config_path, load_config
 from agent.logs import setup_logging
 from agent.outputs.files import FilesOutput
 from agent.outputs.http import HttpStartError
+from agent.outputs.listen import ListenError
 from agent.outputs.templates import TemplateError, TemplateRenderer
 from agent.supervisor import FORWARDED
 
@@ -85,7 +86,7 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
         cmd = cmd[1:]
     try:
         return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
-    except HttpStartError as exc:  # token file or listen address unusable
+    except (HttpStartError, ListenError) as exc:  # token file or listen address unusable
         print(f"ssm-sidecar: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 

@@ -204,7 +204,7 @@ class RefreshConfig(Section):
         return v
 
 
-def _check_listen(v: str) -> str:
+def _check_listen(v: str, *, loopback_only: bool = True) -> str:
     if v.startswith("unix:"):
         if not v[5:]:
             raise ValueError('"unix:" needs a socket path')
@@ -219,7 +219,7 @@ def _check_listen(v: str) -> str:
         addr = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address or localhost") from None
-    if not addr.is_loopback:
+    if loopback_only and not addr.is_loopback:
         raise ValueError(f"{host} is not a loopback address; the API only listens on loopback")
     return v
 
@@ -231,6 +231,14 @@ class HttpConfig(Section):
     on_demand_prefixes: tuple[str, ...] = ()
     max_concurrency: int = Field(default=256, ge=1)
     sdk_access_key_ids: tuple[str, ...] = ()
+    # Only /ping, /healthz, /readyz and /metrics (no value, no token): may bind any address,
+    # so Prometheus and kubelet probes can reach them from outside the pod.
+    ops_listen: str | None = None
+
+    @field_validator("ops_listen")
+    @classmethod
+    def _ops_listen_shape(cls, v: str | None) -> str | None:
+        return None if v is None else _check_listen(v, loopback_only=False)
 
     @field_validator("listen")
     @classmethod

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -84,6 +84,33 @@ class HttpContext:
 
 
 RouteFactory = Callable[[HttpContext], Iterable[Route]]
+
+T = TypeVar("T")
+
+
+class PerParameter(Generic[T]):
+    """What a route renders for a parameter (body bytes, headers), built once per Parameter.
+
+    Parameters are immutable and a refresh replaces the object of every parameter it loads, so
+    an entry is reused only while it was built from the very object being served (`is`): a new
+    version can never be answered from an old rendering. Keyed by name, so the cache holds one
+    entry per name asked for; it is emptied when it exceeds `limit` names.
+    """
+
+    def __init__(self, build: Callable[[Parameter], T], limit: int = 16384) -> None:
+        self._build = build
+        self._limit = limit
+        self._entries: dict[str, tuple[Parameter, T]] = {}
+
+    def get(self, p: Parameter) -> T:
+        entry = self._entries.get(p.name)
+        if entry is not None and entry[0] is p:
+            return entry[1]
+        built = self._build(p)
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[p.name] = (p, built)
+        return built
 
 
 def split_selector(requested: str) -> tuple[str, str | None]:

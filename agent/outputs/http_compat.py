@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.outputs.http_common import (
     JSON_TYPE,
     HttpContext,
+    PerParameter,
     Route,
     split_selector,
     validation_error,
@@ -87,7 +89,33 @@ def render(p: Parameter, selector: str | None, with_decryption: bool) -> str:
     )
 
 
+_JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": f"{JSON_TYPE}; charset=utf-8"}))
+#: Renderings kept per parameter: one per (selector, withDecryption) asked for, a handful at most.
+_RENDERINGS_KEPT = 8
+
+
+class _Renderings:
+    """The response bodies of one Parameter, by (selector, withDecryption), rendered once."""
+
+    __slots__ = ("_bodies", "_p")
+
+    def __init__(self, p: Parameter) -> None:
+        self._p = p
+        self._bodies: dict[tuple[str | None, bool], bytes] = {}
+
+    def body(self, selector: str | None, with_decryption: bool) -> bytes:
+        key = (selector, with_decryption)
+        body = self._bodies.get(key)
+        if body is None:
+            body = render(self._p, selector, with_decryption).encode()
+            if len(self._bodies) < _RENDERINGS_KEPT:
+                self._bodies[key] = body
+        return body
+
+
 def routes(ctx: HttpContext) -> list[Route]:
+    renderings = PerParameter(_Renderings)
+
     async def get_parameter(request: web.Request) -> web.StreamResponse:
         query = request.query
         name = query.get("name")
@@ -96,6 +124,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         base, selector = _selector_of(name, query.get("version"), query.get("label"))
         decrypt = _with_decryption(query.get("withDecryption"))
         p = await lookup(ctx, base, selector)
-        return web.Response(text=render(p, selector, decrypt), content_type=JSON_TYPE)
+        body = renderings.get(p).body(selector, decrypt)
+        return web.Response(body=body, headers=_JSON_HEADERS)
 
     return [Route("GET", PATH, get_parameter)]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.durations import parse_duration
 from agent.keys import env_names
@@ -23,6 +25,7 @@ from agent.outputs.http_common import (
     JSON_TYPE,
     ApiError,
     HttpContext,
+    PerParameter,
     Route,
     json_response,
     validation_error,
@@ -44,9 +47,8 @@ def etag_of(p: Parameter) -> str:
     return f'"{p.version}"'
 
 
-def _etag_matches(header: str, p: Parameter) -> bool:
+def _etag_matches(header: str, mine: str) -> bool:
     """If-None-Match holds this version's tag (weak tags and `*` count too)."""
-    mine = etag_of(p)
     for tag in header.split(","):
         tag = tag.strip()
         if tag == "*" or tag.removeprefix("W/") == mine:
@@ -54,22 +56,37 @@ def _etag_matches(header: str, p: Parameter) -> bool:
     return False
 
 
-def _value_response(p: Parameter) -> web.Response:
-    return web.Response(
-        body=p.value.encode(),
-        content_type=TEXT_TYPE,
-        charset="utf-8",
-        headers={
-            "ETag": etag_of(p),
-            "X-Parameter-Version": str(p.version),
-            "Last-Modified": http_date(p.last_modified),
-        },
-    )
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    """A parameter's 200 and 304 answers, rendered once per Parameter (see PerParameter)."""
+
+    etag: str
+    body: bytes
+    value_headers: CIMultiDictProxy[str]
+    not_modified_headers: CIMultiDictProxy[str]
+
+    def value(self) -> web.Response:
+        return web.Response(body=self.body, headers=self.value_headers)
+
+    def not_modified(self) -> web.Response:
+        return web.Response(status=304, headers=self.not_modified_headers)
 
 
-def _not_modified(p: Parameter) -> web.Response:
-    return web.Response(
-        status=304, headers={"ETag": etag_of(p), "X-Parameter-Version": str(p.version)}
+def _answers(p: Parameter) -> _Answers:
+    etag = etag_of(p)
+    version = str(p.version)
+    value_headers = {
+        "Content-Type": f"{TEXT_TYPE}; charset=utf-8",
+        "ETag": etag,
+        "X-Parameter-Version": version,
+        "Last-Modified": http_date(p.last_modified),
+    }
+    not_modified_headers = {"ETag": etag, "X-Parameter-Version": version}
+    return _Answers(
+        etag,
+        p.value.encode(),
+        CIMultiDictProxy(CIMultiDict(value_headers)),
+        CIMultiDictProxy(CIMultiDict(not_modified_headers)),
     )
 
 
@@ -147,6 +164,7 @@ async def _swap_or_stop(ctx: HttpContext, seconds: float) -> None:
 
 def routes(ctx: HttpContext) -> list[Route]:
     refresher = _Refresher(ctx)
+    answers = PerParameter(_answers)
 
     async def long_poll(name: str, current: Parameter, seconds: float) -> Parameter | None:
         """A parameter that differs from `current`, or None when `seconds` pass without one."""
@@ -165,15 +183,16 @@ def routes(ctx: HttpContext) -> list[Route]:
     async def get_value(request: web.Request) -> web.StreamResponse:
         name = "/" + request.match_info["name"]
         p = await lookup(ctx, name, None)
+        served = answers.get(p)
         tags = request.headers.get("If-None-Match")
-        if tags is None or not _etag_matches(tags, p):
-            return _value_response(p)
+        if tags is None or not _etag_matches(tags, served.etag):
+            return served.value()
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
             changed = await long_poll(name, p, wait)
             if changed is not None:
-                return _value_response(changed)
-        return _not_modified(p)
+                return answers.get(changed).value()
+        return served.not_modified()
 
     async def list_values(request: web.Request) -> web.StreamResponse:
         query = request.query

@@ -9,8 +9,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.metrics import Metrics
-from agent.outputs.http_common import HttpContext, Route, error_response, json_response
-from agent.state import Health
+from agent.outputs.http_common import Route, error_response, json_response
+from agent.state import AgentState, Health
 
 
 def _rfc3339(unix: float | None) -> str | None:
@@ -35,18 +35,17 @@ def health_body(health: Health, parameters: int, now: float) -> dict[str, object
     }
 
 
-def routes(ctx: HttpContext, metrics: Metrics) -> list[Route]:
+def routes(state: AgentState, metrics: Metrics) -> list[Route]:
     async def ping(request: web.Request) -> web.StreamResponse:
         return web.Response(text="healthy")
 
     async def healthz(request: web.Request) -> web.StreamResponse:
         # Always 200: a source outage is reported here, but it must not get the agent restarted
         # (it keeps serving the last good values).
-        state = ctx.state
         return json_response(health_body(state.health(), len(state.snapshot), time.time()))
 
     async def readyz(request: web.Request) -> web.StreamResponse:
-        if ctx.state.ready:
+        if state.ready:
             return json_response({"ready": True})
         return error_response(503, "NotReady", "the first complete load has not finished yet")
 

@@ -1,11 +1,13 @@
-"""The probe commands we ship (Kubernetes exec probes, the image's HEALTHCHECK), run for real
-against a real agent: they must fail before the first complete load and pass after it."""
+"""The probes we ship (Kubernetes httpGet probes on the ops listener, the image's HEALTHCHECK),
+run for real against a real agent: they must fail before the first complete load and pass after."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -18,11 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PORT = "2773"
 
 
-def _kubernetes_probes() -> dict[str, list[str]]:
+def _kubernetes_probes() -> dict[str, str]:
+    """probe -> the path the kubelet GETs on the sidecar's `ops` port."""
     docs = yaml.safe_load_all((REPO / "deploy/kubernetes/base/deployment.yaml").read_text())
     [deployment] = [d for d in docs if d and d["kind"] == "Deployment"]
     [sidecar] = deployment["spec"]["template"]["spec"]["initContainers"]
-    return {probe: sidecar[probe]["exec"]["command"] for probe in ("startupProbe", "livenessProbe")}
+    return {probe: sidecar[probe]["httpGet"]["path"] for probe in ("startupProbe", "livenessProbe")}
+
+
+def _http_get(port: int, path: str) -> int:
+    """What the kubelet does for an httpGet probe: success is a status in 200..399."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+            return 0 if 200 <= resp.status < 400 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
 
 
 def _docker_healthcheck() -> list[str]:
@@ -47,10 +59,11 @@ def test_probes_fail_until_the_first_complete_load_then_pass(tmp_path: Path) -> 
         probes["livenessProbe"],
         _docker_healthcheck(),
     )
-    port = free_port()
+    port, ops_port = free_port(), free_port()
     # Nothing listens yet: every probe fails.
-    assert _run(liveness, port) != 0
-    assert _run(startup, port) != 0
+    assert _http_get(ops_port, liveness) != 0
+    assert _http_get(ops_port, startup) != 0
+    assert _run(healthcheck, port) != 0
 
     values = tmp_path / "values.toml"
     values.write_text('"/app/a" = "alpha-value"\n')
@@ -73,17 +86,20 @@ max_backoff = "300ms"
 
 [http]
 listen = "127.0.0.1:{port}"
+ops_listen = "127.0.0.1:{ops_port}"
 token_file = "{tmp_path / "token"}"
 """
     )
     with AgentProcess("run", "-c", str(config)) as agent:
-        agent.wait_for_event("http_listening")
+        agent.wait_for_event("ops_listening")
         agent.wait_for_event("load_incomplete")
-        assert _run(liveness, port) == 0
-        assert _run(startup, port) != 0
+        assert _http_get(ops_port, liveness) == 0
+        assert _http_get(ops_port, startup) != 0
         assert _run(healthcheck, port) != 0
 
         values.write_text('"/app/a" = "alpha-value"\n"/shared/required" = "beta-value"\n')
-        wait_until(lambda: _run(startup, port) == 0, 20, interval=0.2, what="startup probe ok")
+        wait_until(
+            lambda: _http_get(ops_port, startup) == 0, 20, interval=0.2, what="startup probe ok"
+        )
         assert _run(healthcheck, port) == 0
-        assert _run(liveness, port) == 0
+        assert _http_get(ops_port, liveness) == 0

@@ -99,15 +99,15 @@ def test_sidecar_is_native_and_starts_the_app_only_when_ready(
 ) -> None:
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["args"] == ["run"]
-    port = agent_config.http.listen.rpartition(":")[2]
+    # httpGet goes to the pod IP: only the ops listener (no value, no token) is there.
+    assert agent_config.http.ops_listen is not None
+    ops_port = int(agent_config.http.ops_listen.rpartition(":")[2])
+    assert agent_config.http.ops_listen.startswith("0.0.0.0:")
+    [port] = [p for p in sidecar["ports"] if p["name"] == "ops"]
+    assert port["containerPort"] == ops_port
     for probe, path in (("startupProbe", "/readyz"), ("livenessProbe", "/ping")):
         spec = sidecar[probe]
-        # httpGet would be sent to the pod IP, where the loopback-only agent does not listen.
-        assert "httpGet" not in spec and "tcpSocket" not in spec
-        command = " ".join(spec["exec"]["command"])
-        assert f"'127.0.0.1',{port}" in command
-        assert f"'{path}'" in command
-        assert spec["timeoutSeconds"] >= 3  # a cold Python start under CPU pressure
+        assert spec["httpGet"] == {"path": path, "port": "ops"}
     startup = sidecar["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
 
