@@ -43,6 +43,10 @@ def _register_secrets(snapshot: Snapshot) -> None:
     redactor.update(values)
 
 
+# Outputs that make values available; every output after them tells someone about them.
+SERVING_OUTPUTS = (HttpServer, OpsServer, FilesOutput)
+
+
 class Agent:
     def __init__(
         self,
@@ -114,6 +118,10 @@ class Agent:
 
     async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         for output in self.outputs:
+            if first and not isinstance(output, SERVING_OUTPUTS):
+                # Values are served and written: ready (/readyz 200) before the exec child
+                # starts, a signal goes out or systemd hears READY=1.
+                self.refresher.mark_ready()
             try:
                 await output.publish(snapshot, change, first)
             except Exception as exc:

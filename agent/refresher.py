@@ -137,13 +137,21 @@ class Refresher:
             return CycleResult(True, False, change, tuple(errors), "required parameters missing")
         self.state.record_success()
         self.metrics.last_refresh_success.set(time.time())
-        if first:
-            self.state.ready = True
-            self.metrics.ready.set(1)
-            log.info("ready", parameters=len(params), calls=result.calls)
         if change or first:
+            # On the first load the publisher marks the agent ready once the values are
+            # served and written, before anyone (exec child, signal, systemd) is told.
             await self._publish(self.state.snapshot, change, first)
+        if first:
+            self.mark_ready()
         return CycleResult(True, True, change, tuple(errors))
+
+    def mark_ready(self) -> None:
+        """The first complete load is served (and written): /readyz turns 200. Idempotent."""
+        if self.state.ready:
+            return
+        self.state.ready = True
+        self.metrics.ready.set(1)
+        log.info("ready", parameters=len(self.state.snapshot))
 
     def _observe(self, change: Change, first: bool) -> None:
         snapshot = self.state.snapshot

@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from agent.app import Agent
+from agent.config import parse_config
 from agent.outputs.files import FilesOutput
 from agent.outputs.notify import NotifyOutput
+from agent.snapshot import Change, Snapshot
 from tests.support.agents import agent_for, ssm_config
 
 SECRET = "pw-that-must-not-leak"
@@ -146,3 +149,46 @@ async def test_template_naming_a_missing_key_keeps_its_file_and_the_rest_moves_o
         assert SECRET not in repr(logs) and "pg://db/2" not in repr(logs)
     finally:
         await agent.stop()
+
+
+async def test_ready_only_once_the_files_are_written_and_before_anyone_is_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz gates the app's start (a native sidecar's startupProbe): when it says ready, the
+    files must be there; and whoever is told (exec child, signal, systemd) is told after it."""
+    (tmp_path / "values.toml").write_text('"/app/a" = "x"\n')
+    cfg = parse_config(
+        {
+            "source": {"type": "file", "path": "values.toml"},
+            "parameters": [{"path": "/app"}],
+            "http": {"enabled": False},
+            "files": {"dir": "out"},
+        },
+        file=str(tmp_path / "config.toml"),
+    )
+    agent = Agent(cfg)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def record(where: str) -> None:
+        seen.append((where, agent.state.ready, (tmp_path / "out" / "a").is_file()))
+
+    files = next(o for o in agent.outputs if isinstance(o, FilesOutput))
+    write = files.publish
+
+    async def spy(snapshot: Snapshot, change: Change, first: bool) -> None:
+        record("files, before writing")
+        await write(snapshot, change, first)
+
+    monkeypatch.setattr(files, "publish", spy)
+
+    class Teller:
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
+            record("teller")
+
+    agent.outputs.append(Teller())
+    await agent.refresher.cycle()
+    assert seen == [("files, before writing", False, False), ("teller", True, True)]
