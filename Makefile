@@ -19,6 +19,11 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# Benchmarks (not tests; CI does not run them): every one, or `make bench ONLY=serving`.
+# Writes docs/benchmarks.md. Uses wrk when installed (apt-get install wrk), else a Python client.
+bench: install
+	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -4,7 +4,9 @@ environments, moto seeding, machine facts, and small number/table helpers."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
+import json
 import math
 import os
 import platform
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.support.child_apps import write_config
-from tests.support.moto import DUMMY_AWS_ENV, boto3_client
+from tests.support.moto import DUMMY_AWS_ENV, boto3_client, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -93,10 +95,8 @@ class Children:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for proc in procs:
             self.stop(proc, grace=0.0 if proc.poll() is None else grace)
 
@@ -107,10 +107,8 @@ class Children:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 CHILDREN = Children()
@@ -197,6 +195,38 @@ def mixed_parameters(prefix: str, count: int, secure_every: int = 2) -> list[See
         Seed(f"{prefix}/p{i:05d}", f"value-{i:05d}-{'x' * 24}", i % secure_every == 0)
         for i in range(count)
     ]
+
+
+@dataclass(frozen=True)
+class SeededMoto:
+    proc: subprocess.Popen[bytes]
+    url: str
+    seed_seconds: float  # moto's backend API, in-process, before the server listens
+
+
+def start_seeded_moto(params: Sequence[Seed], work: Path) -> SeededMoto:
+    """A moto server (its own process) already holding `params`; see bench/moto_seeded.py."""
+    spec = work / f"moto-spec-{len(params)}.json"
+    spec.write_text(json.dumps([[p.name, p.value, p.secure] for p in params]))
+    port = free_port()
+    env = {**os.environ, **DUMMY_AWS_ENV}
+    proc = CHILDREN.start(
+        [PYTHON, "-m", "bench.moto_seeded", str(port), str(spec)],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if not line.startswith("seeded"):
+        CHILDREN.stop(proc)
+        raise RuntimeError(f"moto did not start: {line!r}")
+    url = f"http://127.0.0.1:{port}"
+    client = boto3_client("ssm", url)
+    try:
+        client.describe_parameters(MaxResults=1)  # pays moto's lazy backend loading now
+    finally:
+        client.close()
+    return SeededMoto(proc, url, float(line.split()[3]))
 
 
 def seed(endpoint_url: str, params: Sequence[Seed], threads: int = 8) -> float:

@@ -76,7 +76,9 @@ def parse_wrk(text: str) -> LoadResult:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if non2xx:
         failed += int(non2xx[1])
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
     if errors:
         failed += sum(int(errors[i]) for i in range(1, 5))
     return LoadResult(int(total[1]), float(rps[1]), latency("50"), latency("99"), failed, "wrk")

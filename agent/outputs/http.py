@@ -1,8 +1,8 @@
 """The localhost HTTP API as an Output: it serves AgentState.snapshot per request.
 
-One middleware guards every route (in this order): X-Forwarded-For refused (400), unknown path
-(404) or method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503);
-it renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
+A guard wraps every route (in this order): X-Forwarded-For refused (400), unknown path (404) or
+method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503); it
+renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
 
 Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda-extension compat,
 native) plus any passed in `route_factories`. That is the seam for the AWS SDK protocol: a factory
@@ -19,6 +19,7 @@ import socket
 import stat
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,88 +66,99 @@ async def _sdk_protocol_missing(request: web.Request) -> web.StreamResponse:
 
 
 class Guard:
-    """The middleware: every guard of the module docstring, JSON errors, and request metrics."""
+    """Every guard of the module docstring, JSON errors and request metrics, around each route.
+
+    Not an aiohttp middleware: a middleware layer costs ~5 us per request in aiohttp (as much as
+    all the guards together), so `wrap` builds each route's handler with its guards inlined, and
+    requests that match no route reach a catch-all route wrapped the same way (`unmatched`).
+    """
 
     def __init__(
-        self,
-        state: AgentState,
-        token: TokenCheck,
-        metrics: Metrics,
-        max_concurrency: int,
-        routes: dict[web.AbstractRoute, Route],
+        self, state: AgentState, token: TokenCheck, metrics: Metrics, max_concurrency: int
     ) -> None:
         self._state = state
         self._token = token
         self._max = max_concurrency
-        self._routes = routes
         self.in_flight = 0
         self._requests = metrics.http
 
-    @web.middleware
-    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        # One coroutine for every guard: this runs for each request, and each extra await of a
-        # helper coroutine costs about as much as a guard.
-        started = time.perf_counter()
-        route = self._routes.get(request.match_info.route)
-        label = route.label if route is not None else UNMATCHED
-        try:
-            headers = request.headers
-            if "X-Forwarded-For" in headers:
-                raise ApiError(
-                    400,
-                    "ValidationException",
-                    "requests relayed by a proxy (X-Forwarded-For) are refused",
-                )
-            if route is None:
-                exc = request.match_info.http_exception
-                if exc is not None:
-                    raise exc
-                raise ApiError(404, "NotFound", "no such endpoint")
-            if route.needs_token:
-                presented = headers.get(TOKEN_HEADER)
-                if presented is None:
-                    raise ApiError(
-                        401, "MissingTokenException", f"the {TOKEN_HEADER} header is required"
-                    )
-                if not self._token.matches(presented):
-                    raise ApiError(
-                        403, "AccessDeniedException", f"the {TOKEN_HEADER} header is wrong"
-                    )
-            if not route.capped:
-                response = await handler(request)
-            else:
-                if self.in_flight >= self._max:
-                    raise ApiError(
-                        429, "TooManyRequestsException", f"more than {self._max} requests in flight"
-                    )
-                self.in_flight += 1
-                try:
-                    if route.needs_ready and not self._state.ready:
-                        raise ApiError(
-                            503, "NotReady", "the first complete load has not finished yet"
-                        )
-                    response = await handler(request)
-                finally:
-                    self.in_flight -= 1
-        except ApiError as exc:
-            response = error_response(exc.status, exc.code, exc.message)
-        except web.HTTPException as exc:
-            response = error_response(
-                exc.status, _ROUTER_CODES.get(exc.status, "HttpError"), exc.reason
-            )
-        except asyncio.CancelledError:
-            # The client hung up (or the server is stopping): nginx's 499, for the metrics.
-            self._observe(label, CLIENT_GONE, time.perf_counter() - started)
-            raise
-        except Exception as exc:
-            # The traceback passes the log redactor like every other event.
-            log.error("http_handler_failed", route=label, error=type(exc).__name__, exc_info=True)
-            response = error_response(500, "InternalFailure", "internal error; see the agent log")
-        self._observe(label, response.status, time.perf_counter() - started)
-        return response
+    def wrap(self, route: Route) -> Handler:
+        """`route.handler` behind the guards `route` asks for, counted under `route.label`."""
+        handler, label = route.handler, route.label
+        needs_token, needs_ready, capped = route.needs_token, route.needs_ready, route.capped
+        observe = self._requests.observe
 
-    def _observe(self, label: str, status: int, seconds: float) -> None:
-        self._requests.observe(label, status, seconds)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            try:
+                headers = request.headers
+                if "X-Forwarded-For" in headers:
+                    raise ApiError(
+                        400,
+                        "ValidationException",
+                        "requests relayed by a proxy (X-Forwarded-For) are refused",
+                    )
+                if needs_token:
+                    presented = headers.get(TOKEN_HEADER)
+                    if presented is None:
+                        raise ApiError(
+                            401, "MissingTokenException", f"the {TOKEN_HEADER} header is required"
+                        )
+                    if not self._token.matches(presented):
+                        raise ApiError(
+                            403, "AccessDeniedException", f"the {TOKEN_HEADER} header is wrong"
+                        )
+                if not capped:
+                    response = await handler(request)
+                else:
+                    if self.in_flight >= self._max:
+                        raise ApiError(
+                            429,
+                            "TooManyRequestsException",
+                            f"more than {self._max} requests in flight",
+                        )
+                    self.in_flight += 1
+                    try:
+                        if needs_ready and not self._state.ready:
+                            raise ApiError(
+                                503, "NotReady", "the first complete load has not finished yet"
+                            )
+                        response = await handler(request)
+                    finally:
+                        self.in_flight -= 1
+            except ApiError as exc:
+                response = error_response(exc.status, exc.code, exc.message)
+            except web.HTTPException as exc:
+                response = error_response(
+                    exc.status, _ROUTER_CODES.get(exc.status, "HttpError"), exc.reason
+                )
+            except asyncio.CancelledError:
+                # The client hung up (or the server is stopping): nginx's 499, for the metrics.
+                observe(label, CLIENT_GONE, time.perf_counter() - started)
+                raise
+            except Exception as exc:
+                # The traceback passes the log redactor like every other event.
+                log.error(
+                    "http_handler_failed", route=label, error=type(exc).__name__, exc_info=True
+                )
+                response = error_response(
+                    500, "InternalFailure", "internal error; see the agent log"
+                )
+            observe(label, response.status, time.perf_counter() - started)
+            return response
+
+        return guarded
+
+    def unmatched(self, status: int) -> Handler:
+        """The catch-all answer for a known path with another method (405) or any other path."""
+
+        async def refuse(request: web.Request) -> web.StreamResponse:
+            if status == 405:
+                raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+            raise ApiError(404, "NotFound", "no such endpoint")
+
+        route = Route("*", "", refuse, needs_token=False, needs_ready=False, capped=False)
+        return self.wrap(replace(route, label=UNMATCHED))
 
 
 GUARD = web.AppKey("guard", Guard)
@@ -170,17 +182,19 @@ def build_app(
     if not any((r.method, r.path) == ("POST", "/") for r in wanted):
         wanted.append(Route("POST", "/", _sdk_protocol_missing, needs_token=False))
 
-    registered: dict[web.AbstractRoute, Route] = {}
-    app = web.Application()
+    guard = Guard(ctx.state, token, metrics, max_concurrency)
+    by_path: dict[str, list[Route]] = {}
     for r in wanted:
-        aio_route = app.router.add_route(r.method, r.path, r.handler)  # GET adds no HEAD
-        template = aio_route.resource.canonical if aio_route.resource else r.path
-        label = r.label or template
-        registered[aio_route] = Route(
-            r.method, r.path, r.handler, r.needs_token, r.needs_ready, r.capped, label
-        )
-    guard = Guard(ctx.state, token, metrics, max_concurrency, registered)
-    app.middlewares.append(guard.__call__)
+        by_path.setdefault(r.path, []).append(r)
+    app = web.Application()
+    for path, routes in by_path.items():
+        resource = app.router.add_resource(path)
+        for r in routes:  # GET adds no HEAD
+            labelled = replace(r, label=r.label or resource.canonical)
+            resource.add_route(r.method, guard.wrap(labelled))
+        resource.add_route("*", guard.unmatched(405))  # the path's other methods
+    # Tried after every other resource: the router walks from the longest path prefix to "/".
+    app.router.add_route("*", "/{tail:.*}", guard.unmatched(404))
     app[GUARD] = guard
     return app
 

@@ -24,7 +24,7 @@ from agent.outputs.http_common import (
     split_selector,
     validation_error,
 )
-from agent.outputs.http_lookup import lookup
+from agent.outputs.http_lookup import lookup, served_now
 from agent.snapshot import Parameter
 
 PATH = "/systemsmanager/parameters/get"
@@ -123,7 +123,7 @@ def routes(ctx: HttpContext) -> list[Route]:
             raise validation_error("the name query argument is required")
         base, selector = _selector_of(name, query.get("version"), query.get("label"))
         decrypt = _with_decryption(query.get("withDecryption"))
-        p = await lookup(ctx, base, selector)
+        p = served_now(ctx, base, selector) or await lookup(ctx, base, selector)
         body = renderings.get(p).body(selector, decrypt)
         return web.Response(body=body, headers=_JSON_HEADERS)
 

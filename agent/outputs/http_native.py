@@ -30,7 +30,7 @@ from agent.outputs.http_common import (
     json_response,
     validation_error,
 )
-from agent.outputs.http_lookup import lookup
+from agent.outputs.http_lookup import lookup, served_now
 from agent.refresher import CycleResult
 from agent.snapshot import Parameter
 
@@ -182,7 +182,7 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def get_value(request: web.Request) -> web.StreamResponse:
         name = "/" + request.match_info["name"]
-        p = await lookup(ctx, name, None)
+        p = served_now(ctx, name, None) or await lookup(ctx, name, None)
         served = answers.get(p)
         tags = request.headers.get("If-None-Match")
         if tags is None or not _etag_matches(tags, served.etag):

@@ -1,0 +1,105 @@
+"""`make bench` / `python -m bench [--only NAME,...]`: every benchmark, one after the other.
+
+Each benchmark is its own program (`python -m bench.NAME`) that prints progress on stderr, its
+Markdown section on stdout, and writes that section into a docs file. This runner starts them in
+order, in the runner's own process group, so Ctrl-C reaches the running benchmark too (which then
+stops everything it started). At the end it copies the sections that bench/section_runner.py
+writes into docs/benchmarks-cost-startup-herd.md over to docs/benchmarks.md, so that one file
+holds every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from bench.common import PYTHON, REPO, progress
+from bench.report import DOC
+from bench.section_runner import write_section
+
+#: name -> module, in the order they run (the noisiest machine load last).
+BENCHMARKS = {
+    "serving": "bench.serving",
+    "propagation": "bench.propagation",
+    "startup": "bench.startup",
+    "backend_cost": "bench.backend_cost",
+    "herd": "bench.herd",
+}
+OTHER_DOC = REPO / "docs" / "benchmarks-cost-startup-herd.md"
+_SECTION = re.compile(
+    r"<!-- bench:(?P<key>[\w-]+):begin -->\n(?P<body>.*?)<!-- bench:(?P=key):end -->", re.S
+)
+
+
+def _selected(only: str | None) -> list[str]:
+    if not only:
+        return list(BENCHMARKS)
+    names = [n.strip().replace("-", "_") for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
+    return names
+
+
+def _run(module: str) -> int:
+    proc = subprocess.Popen([PYTHON, "-m", module], cwd=REPO)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # The benchmark got the same SIGINT and is stopping its children: give it the time.
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+
+
+def _copy_other_sections() -> list[str]:
+    """The sections of OTHER_DOC, copied between the same markers into docs/benchmarks.md."""
+    if not OTHER_DOC.exists():
+        return []
+    copied = []
+    for found in _SECTION.finditer(OTHER_DOC.read_text()):
+        write_section(DOC, found["key"], found["body"])
+        copied.append(found["key"])
+    return copied
+
+
+def _forward_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    names = _selected(parser.parse_args().only)
+    signal.signal(signal.SIGTERM, _forward_sigterm)
+    outcomes: list[tuple[str, str, float]] = []
+    for name in names:
+        module = BENCHMARKS[name]
+        if not (REPO / (module.replace(".", "/") + ".py")).exists():
+            outcomes.append((name, "missing", 0.0))
+            continue
+        progress(f"=== {name} ({module})")
+        started = time.monotonic()
+        code = _run(module)
+        outcomes.append(
+            (name, "ok" if code == 0 else f"failed ({code})", time.monotonic() - started)
+        )
+    copied = _copy_other_sections()
+    if copied:
+        progress(f"copied {', '.join(copied)} from {OTHER_DOC.name} into {DOC.name}")
+    for name, outcome, seconds in outcomes:
+        progress(f"{name:14s} {outcome:12s} {seconds:6.0f} s")
+    return 0 if all(outcome in ("ok", "missing") for _, outcome, _ in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
