@@ -18,7 +18,6 @@ from agent.client import run_get
 from agent.config import Config, ConfigError, default_config_path, load_config
 from agent.logs import setup_logging
 from agent.outputs.files import FilesOutput
-from agent.outputs.http import HttpStartError
 from agent.outputs.listen import ListenError
 from agent.outputs.templates import TemplateError, TemplateRenderer
 from agent.supervisor import FORWARDED
@@ -86,7 +85,7 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
         cmd = cmd[1:]
     try:
         return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
-    except (HttpStartError, ListenError) as exc:  # token file or listen address unusable
+    except ListenError as exc:  # token file or listen address unusable
         print(f"ssm-sidecar: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 

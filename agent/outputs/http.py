@@ -13,14 +13,9 @@ JSON 400 saying the protocol is not enabled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import stat
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -40,6 +35,7 @@ from agent.outputs.http_common import (
     RouteFactory,
     error_response,
 )
+from agent.outputs.listen import Listener, ListenError
 from agent.outputs.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
@@ -49,11 +45,10 @@ log = structlog.get_logger("agent.outputs.http")
 SHUTDOWN_GRACE = 2.0
 UNMATCHED = "unmatched"
 CLIENT_GONE = 499
-SOCKET_MODE = 0o660
 _ROUTER_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}
 
 
-class HttpStartError(Exception):
+class HttpStartError(ListenError):
     """The API cannot start (token file, address in use); the message says which and why."""
 
 
@@ -218,7 +213,7 @@ class HttpServer:
         self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
-        self._socket: Path | None = None
+        self._listener = Listener("http.listen", cfg.listen)
 
     @property
     def in_flight(self) -> int:
@@ -249,32 +244,15 @@ class HttpServer:
         )
         await runner.setup()
         try:
-            await self._bind(runner)
+            await self._listener.bind(runner)
+        except ListenError as exc:
+            await runner.cleanup()
+            raise HttpStartError(str(exc)) from None
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
         log.info("http_listening", listen=self.cfg.listen, token_file=str(self.cfg.token_file))
-
-    async def _bind(self, runner: web.AppRunner) -> None:
-        listen = self.cfg.listen
-        site: web.BaseSite
-        try:
-            if listen.startswith("unix:"):
-                path = Path(listen[5:])
-                _prepare_socket_path(path)
-                site = web.UnixSite(runner, str(path))
-                await site.start()
-                self._socket = path
-                os.chmod(path, SOCKET_MODE)  # apps in the owner's group may connect
-            else:
-                host, _, port = listen.rpartition(":")
-                site = web.TCPSite(runner, host.strip("[]"), int(port))
-                await site.start()
-        except OSError as exc:
-            raise HttpStartError(
-                f"http.listen: cannot listen on {listen}: {exc.strerror}"
-            ) from None
 
     async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         """Nothing to do: every request reads the current snapshot."""
@@ -284,26 +262,4 @@ class HttpServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-        if self._socket is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._socket.unlink()
-            self._socket = None
-
-
-def _prepare_socket_path(path: Path) -> None:
-    """A socket file left by an agent that died would make bind() fail: remove it. A socket
-    someone still listens on, or any other file, is left alone and reported."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise HttpStartError(f"http.listen: {path} exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()
-            return
-    raise HttpStartError(f"http.listen: another process is listening on {path}")
+        self._listener.close()
