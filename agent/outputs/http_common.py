@@ -49,6 +49,16 @@ def validation_error(message: str) -> ApiError:
     return ApiError(400, "ValidationException", message)
 
 
+def query_flag(name: str, raw: str | None, default: bool) -> bool:
+    """A `true`/`false` query parameter (any case); anything else is a ValidationException."""
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise validation_error(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One endpoint and the guards the server applies before its handler runs.

@@ -21,6 +21,7 @@ from agent.outputs.http_common import (
     HttpContext,
     PerParameter,
     Route,
+    query_flag,
     split_selector,
     validation_error,
 )
@@ -58,15 +59,6 @@ def _selector_of(name: str, version: str | None, label: str | None) -> tuple[str
     if not base:
         raise validation_error("name must not be empty")
     return base, selector
-
-
-def _with_decryption(raw: str | None) -> bool:
-    if raw is None:
-        return False
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise validation_error(f"withDecryption must be true or false, got {raw!r}")
 
 
 def render(p: Parameter, selector: str | None, with_decryption: bool) -> str:
@@ -122,7 +114,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         if not name:
             raise validation_error("the name query argument is required")
         base, selector = _selector_of(name, query.get("version"), query.get("label"))
-        decrypt = _with_decryption(query.get("withDecryption"))
+        decrypt = query_flag("withDecryption", query.get("withDecryption"), False)
         p = served_now(ctx, base, selector) or await lookup(ctx, base, selector)
         body = renderings.get(p).body(selector, decrypt)
         return web.Response(body=body, headers=_JSON_HEADERS)

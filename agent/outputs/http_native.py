@@ -28,6 +28,7 @@ from agent.outputs.http_common import (
     PerParameter,
     Route,
     json_response,
+    query_flag,
     validation_error,
 )
 from agent.outputs.http_lookup import lookup, served_now
@@ -97,15 +98,6 @@ def _wait_seconds(raw: str | None) -> float:
         return min(parse_duration(raw), MAX_WAIT)
     except ValueError as exc:
         raise validation_error(f"wait: {exc}") from None
-
-
-def _truth(name: str, raw: str | None, default: bool) -> bool:
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise validation_error(f"{name} must be true or false, got {raw!r}")
 
 
 def _listing(params: list[Parameter], fmt: str) -> web.Response:
@@ -199,7 +191,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         path = query.get("path")
         if not path or not path.startswith("/"):
             raise validation_error("path is required and must start with /")
-        recursive = _truth("recursive", query.get("recursive"), True)
+        recursive = query_flag("recursive", query.get("recursive"), True)
         return _listing(ctx.state.snapshot.under(path, recursive), query.get("format", "json"))
 
     async def refresh(request: web.Request) -> web.StreamResponse:

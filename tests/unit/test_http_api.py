@@ -646,3 +646,15 @@ async def test_a_client_that_hangs_up_frees_its_slot(tmp_path: Path) -> None:
             assert metric_value(text, total, route=route, code="499") == 1
     finally:
         await server.stop()
+
+
+def test_query_flags_accept_true_false_in_any_case_and_refuse_the_rest() -> None:
+    from agent.outputs.http_common import ApiError, query_flag
+
+    assert query_flag("withDecryption", None, False) is False
+    assert query_flag("recursive", None, True) is True
+    assert query_flag("withDecryption", "TRUE", False) is True
+    assert query_flag("recursive", "False", True) is False
+    with pytest.raises(ApiError, match="withDecryption must be true or false, got 'yes'") as exc:
+        query_flag("withDecryption", "yes", False)
+    assert (exc.value.status, exc.value.code) == (400, "ValidationException")
