@@ -15,23 +15,21 @@ from agent.children import reap_forever
 from agent.config import Config
 from agent.logs import redactor
 from agent.metrics import Metrics
-from agent.ondemand import OnDemandCache
-from agent.outputs import sdk_http
 from agent.outputs.base import Output
+from agent.outputs.chain import OutputChain, Slot
 from agent.outputs.files import FilesOutput
-from agent.outputs.http import HttpServer
-from agent.outputs.notify import NotifyOutput, build_notify
-from agent.outputs.ops import OpsServer
-from agent.outputs.systemd import systemd_notifier_from_env
-from agent.refresher import CycleResult, Refresher
-from agent.reload import Reloader, plan_reload, swap_output
+from agent.outputs.http import HttpServer, OnDemandCache, OpsServer
+from agent.outputs.notify import build_notify, systemd_notifier_from_env
+from agent.refresher import Refresher
+from agent.reload import Reloader, plan_reload
+from agent.results import CycleResult
 from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
 from agent.state import AgentState
 from agent.supervisor import Supervisor
 
-log = structlog.get_logger("agent.app")
+log = structlog.get_logger(__name__)
 
 
 def _register_secrets(snapshot: Snapshot) -> None:
@@ -41,10 +39,6 @@ def _register_secrets(snapshot: Snapshot) -> None:
         if p.encrypted_value:
             values.append(p.encrypted_value)
     redactor.update(values)
-
-
-# Outputs that make values available; every output after them tells someone about them.
-SERVING_OUTPUTS = (HttpServer, OpsServer, FilesOutput)
 
 
 class Agent:
@@ -66,7 +60,7 @@ class Agent:
         )
         # Exec mode: the app is our child, started after the first complete load.
         self.supervisor = Supervisor(exec_argv, cfg.exec, self.metrics) if exec_argv else None
-        self.outputs: list[Output] = self._build_outputs()
+        self.outputs = self._build_chain()
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_watch: asyncio.Task[None] | None = None
         self.reloader = (
@@ -75,25 +69,21 @@ class Agent:
             else None
         )
 
-    def _build_outputs(self) -> list[Output]:
-        """In publish order: files are written before anyone is told."""
-        outputs: list[Output] = []
-        if self.cfg.http.enabled:
-            outputs.append(self._http_server())
-        if self.cfg.http.ops_listen is not None:
-            outputs.append(OpsServer(self.cfg.http.ops_listen, self.state, self.metrics))
-        if self.cfg.files is not None:
-            outputs.append(FilesOutput(self.cfg.files, self.metrics))
-        if self.supervisor is not None:
-            outputs.append(self.supervisor)
-        notify = build_notify(self.cfg.notify, self.metrics, self.supervisor)
-        if notify is not None:
-            outputs.append(notify)
-        # Keep last: READY=1 to systemd means the values are served, written and announced.
-        notifier = systemd_notifier_from_env(self.state, self.cfg.refresh.interval)
-        if notifier is not None:
-            outputs.append(notifier)
-        return outputs
+    def _build_chain(self) -> OutputChain:
+        cfg = self.cfg
+        outputs: dict[Slot, Output | None] = {
+            "http": self._http_server() if cfg.http.enabled else None,
+            "ops": (
+                OpsServer(cfg.http.ops_listen, self.state, self.metrics)
+                if cfg.http.ops_listen is not None
+                else None
+            ),
+            "files": FilesOutput(cfg.files, self.metrics) if cfg.files is not None else None,
+            "exec": self.supervisor,
+            "notify": build_notify(cfg.notify, self.metrics, self.supervisor),
+            "systemd": systemd_notifier_from_env(self.state, cfg.refresh.interval),
+        }
+        return OutputChain(outputs, self.metrics, self.refresher.mark_ready)
 
     def _http_server(self) -> HttpServer:
         http = self.cfg.http
@@ -106,7 +96,6 @@ class Agent:
             refresh=self.refresher.refresh_now,
             on_demand=on_demand.get,
             interval=interval,
-            route_factories=(sdk_http.route_factory(http.sdk_access_key_ids),),
         )
 
     async def _fetch_on_demand(self, name: str) -> Parameter | None:
@@ -117,16 +106,7 @@ class Agent:
         return parameter
 
     async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
-        for output in self.outputs:
-            if first and not isinstance(output, SERVING_OUTPUTS):
-                # Values are served and written: ready (/readyz 200) before the exec child
-                # starts, a signal goes out or systemd hears READY=1.
-                self.refresher.mark_ready()
-            try:
-                await output.publish(snapshot, change, first)
-            except Exception as exc:
-                # One broken output must not stop the others or the refresher.
-                log.error("output_failed", output=type(output).__name__, error=repr(exc))
+        await self.outputs.publish(snapshot, change, first)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -147,8 +127,7 @@ class Agent:
             self._tasks.append(self._source_watch)
 
     async def start(self) -> None:
-        for output in self.outputs:
-            await output.start()
+        await self.outputs.start()
         self._spawn(self.refresher.run(), "refresher")
         self._watch_source()
         if self.reloader is not None:
@@ -170,11 +149,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        for output in reversed(self.outputs):
-            try:
-                await output.stop()
-            except Exception as exc:
-                log.error("output_stop_failed", output=type(output).__name__, error=repr(exc))
+        await self.outputs.stop()
         await self.source.close()
         log.info("stopped")
 
@@ -185,12 +160,6 @@ class Agent:
             self.reloader.request()
         else:
             self.refresher.trigger()
-
-    @staticmethod
-    def _slot(outputs: list[Output], kind: type) -> int:
-        """Where an output of `kind` goes in publish order."""
-        order: tuple[type, ...] = (HttpServer, FilesOutput, Supervisor, NotifyOutput)
-        return sum(1 for o in outputs if isinstance(o, order[: order.index(kind)]))
 
     async def apply_config(self, new: Config) -> None:
         """A reloaded config: change what changed, keep the snapshot (no gap), refresh now."""
@@ -207,18 +176,12 @@ class Agent:
         if self.supervisor is not None:
             self.supervisor.cfg = new.exec
         served = self.state.snapshot if self.state.ready else None
-        # A new list, so a publish in flight finishes over the old one.
-        outputs = list(self.outputs)
         if plan.files:
-            old_files = next((o for o in outputs if isinstance(o, FilesOutput)), None)
             files = FilesOutput(new.files, self.metrics) if new.files else None
-            await swap_output(outputs, old_files, files, self._slot(outputs, FilesOutput), served)
+            await self.outputs.replace("files", files, served)
         if plan.notify:
-            old_notify = next((o for o in outputs if isinstance(o, NotifyOutput)), None)
             notify = build_notify(new.notify, self.metrics, self.supervisor)
-            slot = self._slot(outputs, NotifyOutput)
-            await swap_output(outputs, old_notify, notify, slot, served)
-        self.outputs = outputs
+            await self.outputs.replace("notify", notify, served)
         log.info("config_reloaded", changed=plan.changed)
         await self.refresher.cycle()  # waits for a cycle in flight on the old source
         if old_source is not self.source:
@@ -245,7 +208,5 @@ class Agent:
         try:
             return await self.refresher.cycle()
         finally:
-            for output in reversed(self.outputs):
-                with contextlib.suppress(Exception):
-                    await output.stop()
+            await self.outputs.stop()  # logs each output that fails to stop
             await self.source.close()

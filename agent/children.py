@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-log = structlog.get_logger("agent.children")
+log = structlog.get_logger(__name__)
 
 #: Pids whose exit status belongs to a `Child` waiter; the reaper never touches them.
 MANAGED: set[int] = set()

@@ -14,17 +14,16 @@ import structlog
 
 from agent import __version__
 from agent.app import Agent
-from agent.client import run_get
 from agent.config import Config, ConfigError, default_config_path, load_config
+from agent.get_command import run_get
 from agent.logs import setup_logging
-from agent.outputs.files import FilesOutput
-from agent.outputs.listen import ListenError
-from agent.outputs.templates import TemplateError, TemplateRenderer
+from agent.outputs.files import FilesOutput, TemplateError, TemplateRenderer
+from agent.outputs.http import ListenError
 from agent.supervisor import FORWARDED
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
-log = structlog.get_logger("agent.cli")
+log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,10 +26,10 @@ from pydantic import (
 )
 
 from agent.durations import format_duration, parse_duration
+from agent.snapshot import SECRETS_MANAGER_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/ssm-sidecar/config.toml"
 CONFIG_ENV = "SSM_SIDECAR_CONFIG"
-SECRETS_MANAGER_PREFIX = "/aws/reference/secretsmanager/"
 
 
 class ConfigError(Exception):

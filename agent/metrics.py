@@ -135,4 +135,10 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.output_failures = Counter(
+            p + "output_failures",
+            "Publishes an output (http, files, notify, ...) failed with an unexpected error",
+            ["output"],
+            registry=r,
+        )
         self.ready = Gauge(p + "ready", "1 once the first complete load is done", registry=r)

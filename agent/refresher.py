@@ -12,29 +12,20 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
 from agent.config import RefreshConfig
 from agent.metrics import Metrics
+from agent.results import CycleResult, ParameterError, SourceError
 from agent.snapshot import Change, Parameter, Snapshot
-from agent.sources.base import LoadResult, ParameterError, Source, SourceError
+from agent.sources.base import LoadResult, Source
 from agent.state import AgentState
 
-log = structlog.get_logger("agent.refresher")
+log = structlog.get_logger(__name__)
 
 Publisher = Callable[[Snapshot, Change, bool], Awaitable[None]]
 MIN_DELAY = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class CycleResult:
-    ok: bool  # the source answered (per-parameter errors may still exist)
-    complete: bool  # every required parameter has a value
-    change: Change
-    errors: tuple[ParameterError, ...] = ()
-    reason: str | None = None
 
 
 def _merge(

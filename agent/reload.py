@@ -19,10 +19,8 @@ import structlog
 import watchfiles
 
 from agent.config import Config, ConfigError, load_config
-from agent.outputs.base import Output
-from agent.snapshot import Change, Snapshot
 
-log = structlog.get_logger("agent.reload")
+log = structlog.get_logger(__name__)
 
 NEEDS_RESTART = ("http", "log")
 
@@ -85,28 +83,6 @@ async def config_changes(target: Path) -> AsyncIterator[None]:
         if now != last:
             last = now
             yield
-
-
-async def swap_output(
-    outputs: list[Output],
-    old: Output | None,
-    new: Output | None,
-    index: int,
-    served: Snapshot | None,
-) -> None:
-    """Put `new` where `old` is (else at `index`), fed what is served as its first load (a new
-    notify output therefore sends nothing for it), then stop `old`."""
-    if new is not None:
-        await new.start()
-        if served is not None:
-            await new.publish(served, Change(), True)
-    if old is not None and old in outputs:
-        index = outputs.index(old)
-        outputs.pop(index)
-    if new is not None:
-        outputs.insert(min(index, len(outputs)), new)
-    if old is not None:
-        await old.stop()
 
 
 class Reloader:

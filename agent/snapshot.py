@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 SECURE_STRING = "SecureString"
+#: Parameter Store names under this prefix are Secrets Manager secrets read through SSM.
+SECRETS_MANAGER_PREFIX = "/aws/reference/secretsmanager/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +133,49 @@ class Snapshot:
             if name not in new.parameters:
                 removed.append(VersionChange(name, old.version, None))
         return Change(tuple(added), tuple(updated), tuple(removed))
+
+
+# --- finding what a request names in a snapshot ------------------------------------------
+
+
+def split_selector(requested: str) -> tuple[str, str | None]:
+    """`/a/b:3` -> (`/a/b`, `:3`); ARNs keep their colons: only the part after `parameter/` counts.
+
+    SSM names cannot contain ":", so the last colon of the name part starts the selector.
+    """
+    head = ""
+    rest = requested
+    if requested.startswith("arn:"):
+        parts = requested.split(":", 5)
+        if len(parts) == 6:
+            head = ":".join(parts[:5]) + ":"
+            rest = parts[5]
+    name, sep, selector = rest.rpartition(":")
+    if not sep or not name:
+        return requested, None
+    return head + name, ":" + selector
+
+
+def find_served(snapshot: Snapshot, name: str) -> Parameter | None:
+    """By name; an ARN finds the parameter it names; `foo` also finds `/foo` and back."""
+    if name.startswith("arn:"):
+        _, sep, tail = name.partition(":parameter/")
+        if not sep:
+            return None
+        for candidate in ("/" + tail, tail):
+            p = snapshot.get(candidate)
+            if p is not None and (not p.arn or p.arn == name):
+                return p
+        return None
+    p = snapshot.get(name)
+    if p is None:
+        p = snapshot.get(name[1:] if name.startswith("/") else "/" + name)
+    return p
+
+
+def matches_selector(p: Parameter, selector: str | None) -> bool:
+    """True when the served parameter is what `selector` (":3" or ":label") asks for."""
+    if selector is None or selector == p.selector:
+        return True
+    tail = selector[1:]
+    return tail.isdigit() and int(tail) == p.version

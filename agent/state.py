@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.results import ParameterError
 from agent.snapshot import Snapshot
-from agent.sources.base import ParameterError
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from agent.metrics import Metrics
 from agent.outputs.notify import Delivery
 from agent.snapshot import Change, Snapshot
 
-log = structlog.get_logger("agent.supervisor")
+log = structlog.get_logger(__name__)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 TERMINATING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})

@@ -25,8 +25,9 @@ import watchfiles
 
 from agent.config import ParameterEntry, entry_key
 from agent.keys import key_under
+from agent.results import ParameterError, SourceError
 from agent.snapshot import SECURE_STRING, Parameter, Snapshot
-from agent.sources.base import LoadResult, ParameterError, SourceError
+from agent.sources.base import LoadResult
 
 TYPES = ("String", "StringList", SECURE_STRING)
 

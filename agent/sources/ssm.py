@@ -21,13 +21,14 @@ from aiobotocore.credentials import AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from agent.config import SECRETS_MANAGER_PREFIX, ParameterEntry, SourceConfig, entry_key
+from agent.config import ParameterEntry, SourceConfig, entry_key
 from agent.keys import key_under
 from agent.metrics import Metrics
-from agent.snapshot import SECURE_STRING, Parameter, Snapshot
-from agent.sources.base import LoadResult, ParameterError, SourceError
+from agent.results import ParameterError, SourceError
+from agent.snapshot import SECRETS_MANAGER_PREFIX, SECURE_STRING, Parameter, Snapshot
+from agent.sources.base import LoadResult
 
-log = structlog.get_logger("agent.sources.ssm")
+log = structlog.get_logger(__name__)
 
 CHUNK = 10  # the most names GetParameters takes, and the most results a page holds
 THROTTLE_CODES = frozenset(

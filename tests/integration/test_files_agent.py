@@ -11,8 +11,8 @@ import structlog
 
 from agent.app import Agent
 from agent.config import parse_config
-from agent.outputs.files import FilesOutput
-from agent.outputs.notify import NotifyOutput
+from agent.outputs.files.output import FilesOutput
+from agent.outputs.notify.output import NotifyOutput
 from agent.snapshot import Change, Snapshot
 from tests.support.agents import agent_for, ssm_config
 
@@ -189,6 +189,6 @@ async def test_ready_only_once_the_files_are_written_and_before_anyone_is_told(
         async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
             record("teller")
 
-    agent.outputs.append(Teller())
+    await agent.outputs.replace("notify", Teller(), None)
     await agent.refresher.cycle()
     assert seen == [("files, before writing", False, False), ("teller", True, True)]

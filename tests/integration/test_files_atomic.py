@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
-from agent.outputs.files import FilesOutput
+from agent.outputs.files.output import FilesOutput
 from agent.snapshot import Parameter, Snapshot
 from tests.support.waiting import wait_until
 

@@ -12,7 +12,7 @@ from dotenv import dotenv_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.outputs.bundles import (
+from agent.outputs.files.bundles import (
     BundleError,
     bundle_pairs,
     quote_dotenv,

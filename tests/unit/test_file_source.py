@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import ParameterEntry
+from agent.results import SourceError
 from agent.snapshot import Snapshot
-from agent.sources.base import SourceError
 from agent.sources.file import FileSource
 
 

@@ -17,7 +17,7 @@ import structlog
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
-from agent.outputs.files import FilesOutput
+from agent.outputs.files.output import FilesOutput
 from agent.snapshot import Change, Parameter, Snapshot
 
 SET_NAME = re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}")

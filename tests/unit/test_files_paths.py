@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from agent.config import FilesConfig
 from agent.keys import key_under
 from agent.metrics import Metrics
-from agent.outputs.atomic_writer import path_problem
-from agent.outputs.files import FilesOutput
+from agent.outputs.files.atomic_writer import path_problem
+from agent.outputs.files.output import FilesOutput
 from agent.snapshot import Change, Parameter, Snapshot
 
 TRICKY_SEGMENTS = [

@@ -18,11 +18,10 @@ from dotenv import dotenv_values
 
 from agent.config import HttpConfig
 from agent.metrics import Metrics
-from agent.outputs.http import HttpServer
-from agent.outputs.http_common import HttpContext, Route
-from agent.refresher import CycleResult
+from agent.outputs.http.context import HttpContext, Route
+from agent.outputs.http.server import HttpServer
+from agent.results import CycleResult, ParameterError, SourceError
 from agent.snapshot import Change, Parameter, Snapshot, VersionChange
-from agent.sources.base import ParameterError, SourceError
 from agent.state import AgentState
 from tests.support.http_api import (
     ApiClient,
@@ -649,7 +648,7 @@ async def test_a_client_that_hangs_up_frees_its_slot(tmp_path: Path) -> None:
 
 
 def test_query_flags_accept_true_false_in_any_case_and_refuse_the_rest() -> None:
-    from agent.outputs.http_common import ApiError, query_flag
+    from agent.outputs.http.context import ApiError, query_flag
 
     assert query_flag("withDecryption", None, False) is False
     assert query_flag("recursive", None, True) is True

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.client import GetError, Target, fetch_value, target_for, url_for_listen
+from agent.get_command import GetError, Target, fetch_value, target_for, url_for_listen
 from tests.support.moto import free_port
 
 
@@ -80,8 +80,8 @@ async def test_fetch_over_a_unix_socket(tmp_path: Path) -> None:
 
     from agent.config import HttpConfig
     from agent.metrics import Metrics
-    from agent.outputs.http import HttpServer
-    from agent.refresher import CycleResult
+    from agent.outputs.http.server import HttpServer
+    from agent.results import CycleResult
     from agent.snapshot import Change, Parameter, Snapshot
     from agent.state import AgentState
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prometheus_client import generate_latest
 
 from agent.metrics import HTTP_DURATION_BUCKETS, HttpRequestMetrics, Metrics
-from agent.outputs.http_common import PerParameter
+from agent.outputs.http.context import PerParameter
 from agent.snapshot import Parameter
 from tests.support.http_api import metric_value
 

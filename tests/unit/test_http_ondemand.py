@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.ondemand import OnDemandCache, under_prefixes
+from agent.outputs.http.ondemand import OnDemandCache, under_prefixes
+from agent.results import SourceError
 from agent.snapshot import Parameter
-from agent.sources.base import SourceError
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outputs.token import TokenCheck, TokenError, load_or_create_token
+from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 
 
 def test_created_with_a_random_token_mode_0440_in_a_0750_dir(tmp_path: Path) -> None:

@@ -17,15 +17,9 @@ from structlog.testing import capture_logs
 
 from agent.config import NotifyConfig
 from agent.metrics import Metrics
-from agent.outputs.notify import (
-    Delivery,
-    NotifyOutput,
-    PidFileTarget,
-    ProcessTarget,
-    build_notify,
-    protected_pids,
-    run_command,
-)
+from agent.outputs.notify.commands import run_command
+from agent.outputs.notify.output import NotifyOutput, build_notify
+from agent.outputs.notify.signals import Delivery, PidFileTarget, ProcessTarget, protected_pids
 from agent.snapshot import Change, Parameter, Snapshot, VersionChange
 from tests.support.child_apps import (
     SIGNAL_RECORDER,

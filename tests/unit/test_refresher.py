@@ -10,9 +10,10 @@ import pytest
 
 from agent.config import RefreshConfig
 from agent.metrics import Metrics
-from agent.refresher import CycleResult, Refresher
+from agent.refresher import Refresher
+from agent.results import CycleResult, ParameterError, SourceError
 from agent.snapshot import Change, Parameter, Snapshot
-from agent.sources.base import LoadResult, ParameterError, SourceError
+from agent.sources.base import LoadResult
 from agent.state import AgentState
 
 T = datetime(2026, 1, 1, tzinfo=UTC)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +15,18 @@ from structlog.testing import capture_logs
 
 from agent.app import Agent
 from agent.config import load_config
-from agent.outputs.notify import NotifyOutput
+from agent.outputs.notify.output import NotifyOutput
 from agent.reload import config_changes, plan_reload, read_config
 from agent.snapshot import Snapshot
-from tests.support.child_apps import write_atomic, write_config
+from tests.support.child_apps import (
+    HUP_READER,
+    read_lines,
+    stop_app,
+    write_app,
+    write_atomic,
+    write_config,
+)
+from tests.support.moto import free_port
 from tests.support.waiting import async_wait_until
 
 
@@ -160,3 +171,50 @@ async def test_a_configmap_style_symlink_swap_counts_as_an_edit(tmp_path: Path) 
         await async_wait_until(lambda: len(seen) > count, 10, what="the next swap seen")
     finally:
         task.cancel()
+
+
+def lines_with(log: Path, text: str) -> list[str]:
+    return [line for line in read_lines(log) if text in line]
+
+
+async def test_notify_added_by_reload_signals_only_after_the_files_are_written(
+    tmp_path: Path,
+) -> None:
+    """With an ops listener and [files], a reload that adds [notify] once put the signal
+    before the files: the app was told of a change its file did not hold yet."""
+    port, ops_port = free_port(), free_port()
+    data = _config(tmp_path)
+    data["http"] = {
+        "listen": f"127.0.0.1:{port}",
+        "ops_listen": f"127.0.0.1:{ops_port}",
+        "token_file": str(tmp_path / "token"),
+    }
+    path = write_config(tmp_path / "config.toml", data)
+    agent = Agent(load_config(path), rng=random.Random(1))
+    await agent.start()
+    app_log, app = tmp_path / "app.log", None
+    try:
+        await async_wait_until(lambda: agent.state.ready, 10)
+        url = f"http://127.0.0.1:{port}/v1/parameters/app/a"
+        reader = write_app(tmp_path, HUP_READER, "reader.py")
+        file = tmp_path / "params" / "a"
+        app = subprocess.Popen(
+            [sys.executable, str(reader), str(app_log), str(file), url, str(tmp_path / "token")]
+        )
+        (tmp_path / "app.pid").write_text(f"{app.pid}\n")
+        await async_wait_until(lambda: read_lines(app_log), 10, what="the app's first look")
+        data["notify"] = {"pid_file": "app.pid", "debounce": "0s"}
+        await agent.apply_config(load_config(write_config(path, data)))
+        assert agent.outputs.slots() == ["http", "ops", "files", "notify"]
+        for n in range(2, 5):
+            value = f"alpha-{n}"
+            write_atomic(tmp_path / "values.toml", f'"/app/a" = "{value}"\n')
+            await agent.refresher.cycle()
+            seen = await async_wait_until(
+                functools.partial(lines_with, app_log, value), 10, what=f"the app told of {value}"
+            )
+            assert seen == [f"{value} {value}"], "the file held an older value when signalled"
+    finally:
+        if app is not None:
+            stop_app(app)
+        await agent.stop()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.outputs.sdk_protocol import (
+from agent.outputs.http.ssm_protocol import (
     SdkError,
     SdkReply,
     answer,

@@ -14,13 +14,12 @@ import pytest
 
 from agent.config import ConfigError, HttpConfig, parse_config
 from agent.metrics import Metrics
-from agent.outputs import sdk_http
-from agent.outputs.http import HttpServer
-from agent.outputs.sdk_http import access_key_id, check_access_key
-from agent.outputs.sdk_protocol import SdkError
-from agent.refresher import CycleResult
+from agent.outputs.http.routes import aws_sdk
+from agent.outputs.http.routes.aws_sdk import access_key_id, check_access_key
+from agent.outputs.http.server import HttpServer
+from agent.outputs.http.ssm_protocol import SdkError
+from agent.results import CycleResult, SourceError
 from agent.snapshot import Change, Parameter, Snapshot
-from agent.sources.base import SourceError
 from agent.state import AgentState
 from tests.support.moto import free_port
 
@@ -94,7 +93,7 @@ async def sdk(tmp_path: Path) -> AsyncIterator[Sdk]:
         refresh=no_refresh,
         on_demand=on_demand,
         interval=30.0,
-        route_factories=[sdk_http.route_factory()],
+        route_factories=[aws_sdk.route_factory()],
     )
     await server.start()
     try:

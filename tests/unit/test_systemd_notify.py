@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outputs.systemd import (
+from agent.outputs.notify.systemd import (
     NotifySocket,
     SystemdNotifier,
     describe,
@@ -19,8 +19,8 @@ from agent.outputs.systemd import (
     systemd_notifier_from_env,
     watchdog_period,
 )
+from agent.results import ParameterError
 from agent.snapshot import Change, Parameter, Snapshot
-from agent.sources.base import ParameterError
 from agent.state import AgentState
 from tests.support.waiting import async_wait_until
 

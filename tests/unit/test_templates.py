@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.outputs.templates import TemplateError, TemplateRenderer, template_context
+from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
 from agent.snapshot import Parameter, Snapshot
 
 SECRET = "s3cr3t-<&>\"'-value"

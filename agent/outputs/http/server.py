@@ -4,10 +4,9 @@ A guard wraps every route (in this order): X-Forwarded-For refused (400), unknow
 method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503); it
 renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
 
-Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda-extension compat,
-native) plus any passed in `route_factories`. That is the seam for the AWS SDK protocol: a factory
-returning `Route("POST", "/", handler, needs_token=False)`; until one does, `POST /` answers a
-JSON 400 saying the protocol is not enabled.
+Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda extension, v1) plus
+those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`). Without a
+factory that serves `POST /`, it answers a JSON 400 saying the protocol is not enabled.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from aiohttp import web
 
 from agent.config import HttpConfig
 from agent.metrics import Metrics
-from agent.outputs import http_compat, http_native, http_ops
-from agent.outputs.http_common import (
+from agent.outputs.http.context import (
     TOKEN_HEADER,
     ApiError,
     Handler,
@@ -35,12 +33,13 @@ from agent.outputs.http_common import (
     RouteFactory,
     error_response,
 )
-from agent.outputs.listen import Listener, ListenError
-from agent.outputs.token import TokenCheck, TokenError, load_or_create_token
+from agent.outputs.http.listen import Listener, ListenError
+from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, v1
+from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
 
-log = structlog.get_logger("agent.outputs.http")
+log = structlog.get_logger(__name__)
 
 SHUTDOWN_GRACE = 2.0
 UNMATCHED = "unmatched"
@@ -168,9 +167,9 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application: built-in routes, then those of `route_factories`."""
     wanted: list[Route] = [
-        *http_ops.routes(ctx.state, metrics),
-        *http_compat.routes(ctx),
-        *http_native.routes(ctx),
+        *ops.routes(ctx.state, metrics),
+        *lambda_extension.routes(ctx),
+        *v1.routes(ctx),
     ]
     for factory in route_factories:
         wanted.extend(factory(ctx))
@@ -206,11 +205,13 @@ class HttpServer:
         refresh: Refresh,
         on_demand: OnDemand,
         interval: float,
-        route_factories: Sequence[RouteFactory] = (),
+        route_factories: Sequence[RouteFactory] | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
+        if route_factories is None:
+            route_factories = (aws_sdk.route_factory(cfg.sdk_access_key_ids),)
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
         self._listener = Listener("http.listen", cfg.listen)

@@ -16,12 +16,12 @@ import structlog
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
-from agent.outputs.atomic_writer import AtomicWriter, Ownership, UnsafePathError, path_problem
-from agent.outputs.bundles import render_bundle
-from agent.outputs.templates import TemplateError, TemplateRenderer, template_context
+from agent.outputs.files.atomic_writer import AtomicWriter, Ownership, UnsafePathError, path_problem
+from agent.outputs.files.bundles import render_bundle
+from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
 from agent.snapshot import Change, Snapshot
 
-log = structlog.get_logger("agent.files")
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

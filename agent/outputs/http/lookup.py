@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent.outputs.http_common import ApiError, HttpContext
-from agent.snapshot import Parameter, Snapshot
-from agent.sources.base import SourceError
+from agent.outputs.http.context import ApiError, HttpContext
+from agent.results import SourceError
+from agent.snapshot import Parameter, find_served, matches_selector
 
 OUTSIDE_SET = (
     "is outside the agent's configured set "
@@ -14,31 +14,6 @@ OUTSIDE_SET = (
 
 def not_found(message: str) -> ApiError:
     return ApiError(404, "ParameterNotFound", message)
-
-
-def find_served(snapshot: Snapshot, name: str) -> Parameter | None:
-    """By name; an ARN finds the parameter it names; `foo` also finds `/foo` and back."""
-    if name.startswith("arn:"):
-        _, sep, tail = name.partition(":parameter/")
-        if not sep:
-            return None
-        for candidate in ("/" + tail, tail):
-            p = snapshot.get(candidate)
-            if p is not None and (not p.arn or p.arn == name):
-                return p
-        return None
-    p = snapshot.get(name)
-    if p is None:
-        p = snapshot.get(name[1:] if name.startswith("/") else "/" + name)
-    return p
-
-
-def matches_selector(p: Parameter, selector: str | None) -> bool:
-    """True when the served parameter is what `selector` (":3" or ":label") asks for."""
-    if selector is None or selector == p.selector:
-        return True
-    tail = selector[1:]
-    return tail.isdigit() and int(tail) == p.version
 
 
 def served_now(ctx: HttpContext, name: str, selector: str | None) -> Parameter | None:

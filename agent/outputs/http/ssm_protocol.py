@@ -28,9 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from agent.outputs.http_common import split_selector
-from agent.outputs.http_lookup import find_served, matches_selector
-from agent.snapshot import Parameter, Snapshot
+from agent.snapshot import (
+    SECRETS_MANAGER_PREFIX,
+    Parameter,
+    Snapshot,
+    find_served,
+    matches_selector,
+    split_selector,
+)
 
 SERVICE_PREFIX = "AmazonSSM."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -47,7 +52,6 @@ WRITES = frozenset(
         "RemoveTagsFromResource",
     }
 )
-SECRETS_MANAGER_PREFIX = "/aws/reference/secretsmanager/"
 TYPES = ("String", "StringList", "SecureString")
 TIERS = ("Standard", "Advanced", "Intelligent-Tiering")
 TIER = "Standard"  # the agent cannot know a parameter's tier; Standard is by far the common one

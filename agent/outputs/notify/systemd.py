@@ -22,7 +22,7 @@ import structlog
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
 
-log = structlog.get_logger("agent.outputs.systemd")
+log = structlog.get_logger(__name__)
 
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
 MAX_STATUS_LENGTH = 400

@@ -11,12 +11,12 @@ import structlog
 from aiohttp import web
 
 from agent.metrics import Metrics
-from agent.outputs import http_ops
-from agent.outputs.listen import Listener
+from agent.outputs.http.listen import Listener
+from agent.outputs.http.routes import ops as ops_routes
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
 
-log = structlog.get_logger("agent.outputs.ops")
+log = structlog.get_logger(__name__)
 
 
 class OpsServer:
@@ -28,7 +28,7 @@ class OpsServer:
 
     async def start(self) -> None:
         app = web.Application()
-        for route in http_ops.routes(self._state, self._metrics):
+        for route in ops_routes.routes(self._state, self._metrics):
             app.router.add_route(route.method, route.path, route.handler)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()

@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.metrics import Metrics
-from agent.outputs.http_common import Route, error_response, json_response
+from agent.outputs.http.context import Route, error_response, json_response
 from agent.state import AgentState, Health
 
 

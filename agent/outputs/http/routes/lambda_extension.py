@@ -16,17 +16,16 @@ from functools import lru_cache
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from agent.outputs.http_common import (
+from agent.outputs.http.context import (
     JSON_TYPE,
     HttpContext,
     PerParameter,
     Route,
     query_flag,
-    split_selector,
     validation_error,
 )
-from agent.outputs.http_lookup import lookup, served_now
-from agent.snapshot import Parameter
+from agent.outputs.http.lookup import lookup, served_now
+from agent.snapshot import Parameter, split_selector
 
 PATH = "/systemsmanager/parameters/get"
 

@@ -10,8 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
-from agent.ondemand import under_prefixes
-from agent.refresher import CycleResult
+from agent.outputs.http.ondemand import under_prefixes
+from agent.results import CycleResult
 from agent.snapshot import Parameter
 from agent.state import AgentState
 
@@ -121,21 +121,3 @@ class PerParameter(Generic[T]):
             self._entries.clear()
         self._entries[p.name] = (p, built)
         return built
-
-
-def split_selector(requested: str) -> tuple[str, str | None]:
-    """`/a/b:3` -> (`/a/b`, `:3`); ARNs keep their colons: only the part after `parameter/` counts.
-
-    SSM names cannot contain ":", so the last colon of the name part starts the selector.
-    """
-    head = ""
-    rest = requested
-    if requested.startswith("arn:"):
-        parts = requested.split(":", 5)
-        if len(parts) == 6:
-            head = ":".join(parts[:5]) + ":"
-            rest = parts[5]
-    name, sep, selector = rest.rpartition(":")
-    if not sep or not name:
-        return requested, None
-    return head + name, ":" + selector

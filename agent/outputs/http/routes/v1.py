@@ -20,8 +20,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.durations import parse_duration
 from agent.keys import env_names
-from agent.outputs.bundles import render_dotenv, render_json
-from agent.outputs.http_common import (
+from agent.outputs.files.bundles import render_dotenv, render_json
+from agent.outputs.http.context import (
     JSON_TYPE,
     ApiError,
     HttpContext,
@@ -31,8 +31,8 @@ from agent.outputs.http_common import (
     query_flag,
     validation_error,
 )
-from agent.outputs.http_lookup import lookup, served_now
-from agent.refresher import CycleResult
+from agent.outputs.http.lookup import lookup, served_now
+from agent.results import CycleResult
 from agent.snapshot import Parameter
 
 MAX_WAIT = 300.0  # a long-poll never holds a connection longer than this
@@ -124,7 +124,7 @@ def _refresh_body(result: CycleResult) -> dict[str, object]:
     }
 
 
-class _Refresher:
+class RefreshCoalescer:
     """Coalesces refresh requests: callers arriving while one runs share its result."""
 
     def __init__(self, ctx: HttpContext) -> None:
@@ -155,7 +155,7 @@ async def _swap_or_stop(ctx: HttpContext, seconds: float) -> None:
 
 
 def routes(ctx: HttpContext) -> list[Route]:
-    refresher = _Refresher(ctx)
+    refresh_once = RefreshCoalescer(ctx)
     answers = PerParameter(_answers)
 
     async def long_poll(name: str, current: Parameter, seconds: float) -> Parameter | None:
@@ -195,7 +195,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         return _listing(ctx.state.snapshot.under(path, recursive), query.get("format", "json"))
 
     async def refresh(request: web.Request) -> web.StreamResponse:
-        result = await refresher.run()
+        result = await refresh_once.run()
         if not result.ok:
             raise ApiError(502, "SourceUnavailable", f"refresh failed: {result.reason}")
         return json_response(_refresh_body(result))

@@ -31,8 +31,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from agent.outputs.http_common import HttpContext, Route, RouteFactory
-from agent.outputs.sdk_protocol import (
+from agent.outputs.http.context import HttpContext, Route, RouteFactory
+from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
     SdkError,
     SdkReply,
@@ -41,10 +41,10 @@ from agent.outputs.sdk_protocol import (
     names_to_fetch,
     operation_of,
 )
+from agent.results import SourceError
 from agent.snapshot import Parameter
-from agent.sources.base import SourceError
 
-log = structlog.get_logger("agent.outputs.sdk_http")
+log = structlog.get_logger(__name__)
 
 PATH = "/"
 REQUEST_ID_HEADER = "x-amzn-RequestId"

@@ -23,7 +23,7 @@ from agent.config import (
     default_config_path,
     load_config,
 )
-from agent.outputs.http_common import TOKEN_HEADER
+from agent.outputs.http.context import TOKEN_HEADER
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TIMEOUT = 10.0
