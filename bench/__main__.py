@@ -1,17 +1,14 @@
 """`make bench` / `python -m bench [--only NAME,...]`: every benchmark, one after the other.
 
 Each benchmark is its own program (`python -m bench.NAME`) that prints progress on stderr, its
-Markdown section on stdout, and writes that section into a docs file. This runner starts them in
-order, in the runner's own process group, so Ctrl-C reaches the running benchmark too (which then
-stops everything it started). At the end it copies the sections that bench/section_runner.py
-writes into docs/benchmarks-cost-startup-herd.md over to docs/benchmarks.md, so that one file
-holds every table.
+Markdown section on stdout, and writes that section into docs/benchmarks.md (bench/report.py).
+This runner starts them in order, in the runner's own process group, so Ctrl-C reaches the
+running benchmark too (which then stops everything it started).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import subprocess
 import sys
@@ -19,8 +16,6 @@ import time
 from types import FrameType
 
 from bench.common import PYTHON, REPO, progress
-from bench.report import DOC
-from bench.section_runner import write_section
 
 #: name -> module, in the order they run (the noisiest machine load last).
 BENCHMARKS = {
@@ -30,10 +25,6 @@ BENCHMARKS = {
     "backend_cost": "bench.backend_cost",
     "herd": "bench.herd",
 }
-OTHER_DOC = REPO / "docs" / "benchmarks-cost-startup-herd.md"
-_SECTION = re.compile(
-    r"<!-- bench:(?P<key>[\w-]+):begin -->\n(?P<body>.*?)<!-- bench:(?P=key):end -->", re.S
-)
 
 
 def _selected(only: str | None) -> list[str]:
@@ -61,17 +52,6 @@ def _run(module: str) -> int:
         raise
 
 
-def _copy_other_sections() -> list[str]:
-    """The sections of OTHER_DOC, copied between the same markers into docs/benchmarks.md."""
-    if not OTHER_DOC.exists():
-        return []
-    copied = []
-    for found in _SECTION.finditer(OTHER_DOC.read_text()):
-        write_section(DOC, found["key"], found["body"])
-        copied.append(found["key"])
-    return copied
-
-
 def _forward_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -93,9 +73,6 @@ def main() -> int:
         outcomes.append(
             (name, "ok" if code == 0 else f"failed ({code})", time.monotonic() - started)
         )
-    copied = _copy_other_sections()
-    if copied:
-        progress(f"copied {', '.join(copied)} from {OTHER_DOC.name} into {DOC.name}")
     for name, outcome, seconds in outcomes:
         progress(f"{name:14s} {outcome:12s} {seconds:6.0f} s")
     return 0 if all(outcome in ("ok", "missing") for _, outcome, _ in outcomes) else 1

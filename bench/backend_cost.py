@@ -31,7 +31,7 @@ from agent.snapshot import Snapshot
 from agent.sources.base import LoadResult
 from agent.sources.ssm import SsmSource
 from bench.common import Seed, agent_env, mixed_parameters, progress, ssm_source, table
-from bench.section_runner import run
+from bench.report import run
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto import MotoServer, boto3_client, start_moto_server
 

@@ -50,7 +50,7 @@ from bench.common import (
     write_agent_config,
 )
 from bench.herd_gate import Gate
-from bench.section_runner import run
+from bench.report import run
 from tests.support.fault_proxy import Call, FaultProxy
 from tests.support.moto import boto3_client, free_port, start_moto_server
 

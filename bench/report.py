@@ -1,13 +1,14 @@
-"""docs/benchmarks.md: run one benchmark as a program and write its section there.
+"""Runs one benchmark as a program and writes its Markdown section into docs/benchmarks.md.
 
-Like bench/section_runner.py (whose `write_section` does the writing), but into
-docs/benchmarks.md: every child process is ended on any exit (Ctrl-C and SIGTERM included), and
-the section carries the command, the date and the machine facts.
+Every child process is ended on any exit (Ctrl-C and SIGTERM included). The section carries the
+command, the date and the machine facts, and goes between its own
+`<!-- bench:KEY:begin/end -->` markers: rerunning one benchmark replaces only its section.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import sys
@@ -17,9 +18,24 @@ from pathlib import Path
 from types import FrameType
 
 from bench.common import CHILDREN, REPO, machine_facts, progress, table
-from bench.section_runner import write_section
 
 DOC = REPO / "docs" / "benchmarks.md"
+
+
+def write_section(doc: Path, key: str, text: str) -> None:
+    """Replace the section `key` in `doc`, or append it (creating `doc` if need be)."""
+    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(current):
+        # A function, not a string: the section's text may hold backslashes.
+        updated = pattern.sub(lambda _: block, current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block
+    tmp = doc.with_suffix(doc.suffix + ".tmp")
+    tmp.write_text(updated)
+    tmp.replace(doc)
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -36,7 +36,7 @@ from bench.common import (
     table,
     write_agent_config,
 )
-from bench.section_runner import run
+from bench.report import run
 from tests.support.moto import boto3_client, free_port, start_moto_server
 
 GROUP = 100  # parameters per path
