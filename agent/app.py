@@ -24,6 +24,7 @@ from agent.refresher import Refresher
 from agent.reload import Reloader, plan_reload
 from agent.results import CycleResult
 from agent.snapshot import Change, Parameter, Snapshot
+from agent.sources.base import Source
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
 from agent.state import AgentState
@@ -39,6 +40,14 @@ def _register_secrets(snapshot: Snapshot) -> None:
         if p.encrypted_value:
             values.append(p.encrypted_value)
     redactor.update(values)
+
+
+async def _close(source: Source) -> None:
+    """Close a source; a failure is logged, never raised over what the caller is returning."""
+    try:
+        await source.close()
+    except Exception as exc:
+        log.error("source_close_failed", error=repr(exc))
 
 
 class Agent:
@@ -150,7 +159,7 @@ class Agent:
                 await task
         self._tasks.clear()
         await self.outputs.stop()
-        await self.source.close()
+        await _close(self.source)
         log.info("stopped")
 
     def reload(self) -> None:
@@ -185,7 +194,7 @@ class Agent:
         log.info("config_reloaded", changed=plan.changed)
         await self.refresher.cycle()  # waits for a cycle in flight on the old source
         if old_source is not self.source:
-            await old_source.close()
+            await _close(old_source)
         if plan.refresh:
             self.refresher.trigger()  # re-time the poll loop with the new interval
 
@@ -209,4 +218,4 @@ class Agent:
             return await self.refresher.cycle()
         finally:
             await self.outputs.stop()  # logs each output that fails to stop
-            await self.source.close()
+            await _close(self.source)
