@@ -39,6 +39,9 @@ def _register_secrets(snapshot: Snapshot) -> None:
         values.append(p.value)
         if p.encrypted_value:
             values.append(p.encrypted_value)
+    for secret in snapshot.secrets.values():  # Secrets Manager: the value and each JSON field
+        values.append(secret.text)
+        values.extend((secret.fields() or {}).values())
     redactor.update(values)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import tomllib
 from pathlib import Path
@@ -26,7 +27,7 @@ from pydantic import (
 )
 
 from agent.durations import format_duration, parse_duration
-from agent.snapshot import SECRETS_MANAGER_PREFIX
+from agent.snapshot import AWSCURRENT, SECRETS_MANAGER_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/ssm-sidecar/config.toml"
 CONFIG_ENV = "SSM_SIDECAR_CONFIG"
@@ -191,6 +192,87 @@ class ParameterEntry(Section):
         return None
 
 
+#: What Secrets Manager accepts in a secret name.
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+_SECRET_ARN = re.compile(r"arn:[a-z-]+:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+")
+
+
+class SecretEntry(Section):
+    """One `[[secrets]]` entry: a secret by name or ARN (`id`), or every secret under `prefix`."""
+
+    id: str | None = None
+    prefix: str | None = None
+    version_stage: str | None = Field(default=None, min_length=1, max_length=256)
+    version_id: str | None = Field(default=None, min_length=32, max_length=64)
+    alias: str | None = None
+    required: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str | None) -> str | None:
+        if v is None or _SECRET_NAME.fullmatch(v) or _SECRET_ARN.fullmatch(v):
+            return v
+        raise ValueError(
+            f"{v!r} is neither a secret name (letters, digits and /_+=.@-) nor a secret ARN "
+            "(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+        )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_shape(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if info.data.get("id") is not None:
+            raise ValueError("cannot be combined with id in one entry")
+        if not _SECRET_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not the start of a secret name (letters, digits, /_+=.@-)")
+        return v
+
+    @field_validator("version_id")
+    @classmethod
+    def _one_version(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("version_stage") is not None:
+            raise ValueError("cannot be combined with version_stage (pin one or the other)")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> SecretEntry:
+        if self.id is None and self.prefix is None:
+            raise ValueError("each [[secrets]] entry needs id or prefix")
+        if self.prefix is not None:
+            if self.alias is not None or self.version_id is not None:
+                key = "alias" if self.alias is not None else "version_id"
+                raise ValueError(f"{key}: only valid with id, not with prefix")
+            if self.version_stage not in (None, AWSCURRENT):
+                raise ValueError("version_stage: a prefix serves AWSCURRENT only")
+        return self
+
+    @property
+    def is_arn(self) -> bool:
+        return bool(self.id and self.id.startswith("arn:"))
+
+    @property
+    def stage(self) -> str | None:
+        """The staging label asked for (None when pinned to a version id)."""
+        if self.version_id is not None:
+            return None
+        return self.version_stage or AWSCURRENT
+
+    @property
+    def selector(self) -> str | None:
+        """How a pinned entry's Secret is told apart (`Secret.selector`); None for AWSCURRENT."""
+        if self.version_id is not None:
+            return f"version:{self.version_id}"
+        if self.version_stage not in (None, AWSCURRENT):
+            return f"stage:{self.version_stage}"
+        return None
+
+
+def secret_key(entry: SecretEntry, name: str) -> str:
+    """The key of the secret `name` loaded for `entry`: its alias, else its name."""
+    return entry.alias or name
+
+
 class RefreshConfig(Section):
     interval: Duration = 30.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
@@ -231,6 +313,8 @@ class HttpConfig(Section):
     on_demand_prefixes: tuple[str, ...] = ()
     max_concurrency: int = Field(default=256, ge=1)
     sdk_access_key_ids: tuple[str, ...] = ()
+    # AWS SDK protocols answered on `POST /` besides SSM's: "secretsmanager" (off by default).
+    aws_protocols: tuple[Literal["ssm", "secretsmanager"], ...] = ()
     # Only /ping, /healthz, /readyz and /metrics (no value, no token): may bind any address,
     # so Prometheus and kubelet probes can reach them from outside the pod.
     ops_listen: str | None = None
@@ -266,6 +350,20 @@ class BundleConfig(Section):
     path: str
     format: Literal["dotenv", "json"] = "dotenv"
     prefix: str = "/"
+    # A JSON secret's fields instead of parameters: `secret` is a [[secrets]] key (its alias,
+    # else its name); `fields` picks some (default: every field).
+    secret: str | None = None
+    fields: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _secret_or_prefix(self) -> BundleConfig:
+        if self.secret is not None and "prefix" in self.model_fields_set:
+            raise ValueError(
+                "secret: cannot be combined with prefix (a bundle holds one or the other)"
+            )
+        if self.fields and self.secret is None:
+            raise ValueError("fields: only valid with secret")
+        return self
 
 
 class TemplateConfig(Section):
@@ -327,7 +425,8 @@ class LogConfig(Section):
 
 class Config(Section):
     source: SourceConfig = SourceConfig()
-    parameters: tuple[ParameterEntry, ...] = Field(min_length=1)
+    parameters: tuple[ParameterEntry, ...] = ()
+    secrets: tuple[SecretEntry, ...] = ()
     refresh: RefreshConfig = RefreshConfig()
     http: HttpConfig = HttpConfig()
     files: FilesConfig | None = None
@@ -385,6 +484,65 @@ def _cross_checks(cfg: Config) -> list[tuple[str, str]]:
     for i, bundle in enumerate(cfg.files.bundle if cfg.files else ()):
         if not bundle.prefix.startswith("/"):
             problems.append((f"files.bundle[{i}].prefix", f"{bundle.prefix!r} must start with /"))
+    if not cfg.parameters and not cfg.secrets:
+        problems.append(("parameters", "required key is missing (or give [[secrets]])"))
+    problems.extend(_secret_checks(cfg, seen_keys))
+    return problems
+
+
+def _secret_checks(cfg: Config, parameter_keys: dict[str, int]) -> list[tuple[str, str]]:
+    """Secrets: one entry per (secret, version), unique keys (parameters' keys included),
+    bundles that name a configured secret."""
+    problems: list[tuple[str, str]] = []
+    prefixes = [(i, e.prefix) for i, e in enumerate(cfg.secrets) if e.prefix is not None]
+    seen: dict[tuple[str, str | None], int] = {}
+    keys: dict[str, int] = {}
+    for i, e in enumerate(cfg.secrets):
+        if e.prefix is not None:
+            for j, other in prefixes:
+                if j < i and (e.prefix.startswith(other) or other.startswith(e.prefix)):
+                    problems.append(
+                        (f"secrets[{i}].prefix", f"overlaps secrets[{j}].prefix {other!r}")
+                    )
+            continue
+        assert e.id is not None
+        for j, prefix in prefixes:
+            if e.selector is None and not e.is_arn and e.id.startswith(prefix):
+                problems.append(
+                    (f"secrets[{i}].id", f"is already under secrets[{j}].prefix {prefix!r}")
+                )
+        if (e.id, e.selector) in seen:
+            problems.append(
+                (f"secrets[{i}].id", f"duplicates secrets[{seen[(e.id, e.selector)]}].id")
+            )
+        seen.setdefault((e.id, e.selector), i)
+        if e.is_arn and e.alias is None:
+            continue  # its key is its name, known once loaded (clashes are load errors then)
+        key = secret_key(e, e.id)
+        if key in keys:
+            problems.append(
+                (f"secrets[{i}]", f"key {key!r} is also the key of secrets[{keys[key]}]")
+            )
+        elif key in parameter_keys:
+            problems.append(
+                (
+                    f"secrets[{i}]",
+                    f"key {key!r} is also the key of parameters[{parameter_keys[key]}]",
+                )
+            )
+        keys.setdefault(key, i)
+    for i, bundle in enumerate(cfg.files.bundle if cfg.files else ()):
+        if (
+            bundle.secret is not None
+            and bundle.secret not in keys
+            and not any(e.is_arn or e.prefix is not None for e in cfg.secrets)
+        ):
+            problems.append(
+                (
+                    f"files.bundle[{i}].secret",
+                    f"{bundle.secret!r} is not the key of any [[secrets]] entry",
+                )
+            )
     return problems
 
 

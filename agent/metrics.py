@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 HTTP_DURATION_BUCKETS = (
@@ -70,6 +76,30 @@ class HttpRequestMetrics(Collector):
             cumulative = list(zip(edges, accumulate(counts), strict=True))
             duration.add_metric([route], cumulative, sum_value=self._sums[route])
         yield duration
+
+
+class SecretVersionAges(Collector):
+    """`secret_version_age_seconds{name,selector}`: seconds since each served secret version
+    was created (its CreatedDate), computed when scraped, so it grows between rotations."""
+
+    def __init__(self, prefix: str) -> None:
+        self._name = prefix + "secret_version_age_seconds"
+        self._created: dict[tuple[str, str], float] = {}
+
+    def set_all(self, created: Mapping[tuple[str, str], float]) -> None:
+        """(name, selector) -> CreatedDate (unix time) of every served secret version."""
+        self._created = dict(created)
+
+    def collect(self) -> Iterator[Metric]:
+        ages = GaugeMetricFamily(
+            self._name,
+            "Seconds since the served version of each secret was created (rotated)",
+            labels=["name", "selector"],
+        )
+        now = time.time()
+        for (name, selector), created in sorted(self._created.items()):
+            ages.add_metric([name, selector], max(0.0, now - created))
+        yield ages
 
 
 class Metrics:
@@ -142,3 +172,19 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(p + "ready", "1 once the first complete load is done", registry=r)
+        # Secrets Manager (their calls are in source_requests_total by operation and outcome).
+        self.secrets = Gauge(p + "secrets", "Secrets Manager secret versions served", registry=r)
+        self.secret_changes = Counter(
+            p + "secret_changes",
+            "Secrets added, updated (rotated) or removed",
+            ["kind"],
+            registry=r,
+        )
+        self.secret_failures = Counter(
+            p + "secret_failures",
+            "Secrets (or secret listings) that failed, by error code",
+            ["code"],
+            registry=r,
+        )
+        self.secret_version_age = SecretVersionAges(p)
+        r.register(self.secret_version_age)

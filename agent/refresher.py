@@ -18,7 +18,7 @@ import structlog
 from agent.config import RefreshConfig
 from agent.metrics import Metrics
 from agent.results import CycleResult, ParameterError, SourceError
-from agent.snapshot import Change, Parameter, Snapshot
+from agent.snapshot import Change, Parameter, Secret, Snapshot
 from agent.sources.base import LoadResult, Source
 from agent.state import AgentState
 
@@ -52,9 +52,48 @@ def _merge(
     return params, errors
 
 
-def _complete(params: dict[str, Parameter], errors: list[ParameterError]) -> bool:
+def _merge_secrets(
+    previous: Snapshot,
+    result: LoadResult,
+    params: dict[str, Parameter],
+    errors: list[ParameterError],
+) -> dict[str, Secret]:
+    """The loaded secrets, plus the last good value of each one whose load failed (unless it
+    is gone). A secret whose key is a parameter's (or another secret's) would overwrite it in
+    files and bundles: the one already served stays (else the parameter), the other is
+    reported naming both and left out."""
+    merged = dict(result.secrets)
+    for ident, old in previous.secrets.items():
+        if ident not in merged and any(e.covers(old) for e in errors):
+            merged[ident] = old
+    owner = {p.key: p.name for p in params.values()}
+    secrets: dict[str, Secret] = {}
+    for ident in sorted(merged, key=lambda i: (i not in previous.secrets, i)):
+        s = merged[ident]
+        if s.key in owner:
+            errors.append(
+                ParameterError(
+                    s.name,
+                    "KeyCollision",
+                    f"key {s.key!r} of secret {s.name} is also the key of {owner[s.key]}",
+                    secret=True,
+                    keep=False,
+                )
+            )
+        else:
+            owner[s.key] = f"secret {s.name}"
+            secrets[ident] = s
+    return secrets
+
+
+def _complete(
+    params: dict[str, Parameter],
+    errors: list[ParameterError],
+    secrets: dict[str, Secret] | None = None,
+) -> bool:
     """Every required name or path that failed still has a (last good) value."""
-    return all(any(e.covers(p) for p in params.values()) for e in errors if e.required)
+    held: list[Parameter | Secret] = [*params.values(), *(secrets or {}).values()]
+    return all(any(e.covers(p) for p in held) for e in errors if e.required)
 
 
 class Refresher:
@@ -109,13 +148,15 @@ class Refresher:
             self.metrics.refresh_duration.observe(time.monotonic() - started)
 
         params, errors = _merge(previous, result)
-        complete = _complete(params, errors)
+        secrets = _merge_secrets(previous, result, params, errors)
+        complete = _complete(params, errors, secrets)
         self.state.parameter_errors = tuple(errors)
         for e in errors:
-            self.metrics.refresh_errors.labels(kind="parameter").inc()
-            log.warning("parameter_failed", name=e.subject, code=e.code, reason=e.message)
+            kind = "secret" if e.secret else "parameter"
+            self.metrics.refresh_errors.labels(kind=kind).inc()
+            log.warning(f"{kind}_failed", name=e.subject, code=e.code, reason=e.message)
 
-        candidate = Snapshot.build(params, previous.generation + 1)
+        candidate = Snapshot.build(params, previous.generation + 1, secrets)
         change = previous.diff(candidate)
         first = complete and not self.state.ready
         if change or first or previous.generation == 0:
@@ -142,7 +183,8 @@ class Refresher:
             return
         self.state.ready = True
         self.metrics.ready.set(1)
-        log.info("ready", parameters=len(self.state.snapshot))
+        snapshot = self.state.snapshot
+        log.info("ready", parameters=len(snapshot), secrets=len(snapshot.secrets))
 
     def _observe(self, change: Change, first: bool) -> None:
         snapshot = self.state.snapshot
@@ -172,6 +214,24 @@ class Refresher:
             if p is not None:
                 gauge = self.metrics.parameter_last_modified.labels(name=p.name)
                 gauge.set(p.last_modified.timestamp())
+        self._observe_secrets(change, log_change)
+
+    def _observe_secrets(self, change: Change, log_change: Callable[..., object]) -> None:
+        secrets = self.state.snapshot.secrets
+        self.metrics.secrets.set(len(secrets))
+        self.metrics.secret_version_age.set_all(
+            {(s.name, s.selector or ""): s.created.timestamp() for s in secrets.values()}
+        )
+        for c in change.secrets:
+            self.metrics.secret_changes.labels(kind=c.kind).inc()
+            log_change(
+                "secret_changed",
+                change=c.kind,
+                name=c.name,
+                selector=c.selector,
+                old_version_id=c.old_version_id,
+                new_version_id=c.new_version_id,
+            )
 
     # --- timing ------------------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ NEEDS_RESTART = ("http", "log")
 
 @dataclass(frozen=True, slots=True)
 class ReloadPlan:
-    source: bool  # [source] or [[parameters]]: a new source (the snapshot and state stay)
+    source: (
+        bool  # [source], [[parameters]] or [[secrets]]: a new source (the snapshot and state stay)
+    )
     refresh: bool
     files: bool
     notify: bool
@@ -42,7 +44,8 @@ class ReloadPlan:
 
 def plan_reload(old: Config, new: Config) -> ReloadPlan:
     return ReloadPlan(
-        source=old.source != new.source or old.parameters != new.parameters,
+        source=(old.source, old.parameters, old.secrets)
+        != (new.source, new.parameters, new.secrets),
         refresh=old.refresh != new.refresh,
         files=old.files != new.files,
         notify=old.notify != new.notify,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.snapshot import Change, Parameter
+from agent.snapshot import Change, Parameter, Secret
 
 
 class SourceError(Exception):
@@ -27,7 +27,8 @@ class ParameterError:
     """One name (or one whole path) that failed while the others loaded.
 
     `subject` is what was asked for (a name with its selector, an ARN, a path); `name` is the
-    name without a selector when the two differ.
+    name without a selector when the two differ. `secret` marks a Secrets Manager secret (or
+    prefix); `keep` is False for a secret that is gone (deleted), whose last value must not stay.
     """
 
     subject: str
@@ -36,14 +37,26 @@ class ParameterError:
     required: bool = True
     is_path: bool = False
     name: str | None = None
+    secret: bool = False
+    keep: bool = True
 
-    def covers(self, p: Parameter) -> bool:
+    def covers(self, p: Parameter | Secret) -> bool:
         """Whether `p` is (one of) what failed, so that its last good value should stay."""
+        if isinstance(p, Secret) or self.secret:
+            return self._covers_secret(p) if isinstance(p, Secret) and self.secret else False
         if self.is_path:
             prefix = self.subject.rstrip("/") + "/"
             return prefix == "/" or p.name.startswith(prefix)
         base = self.name or self.subject
         return base in (p.name, p.arn)
+
+    def _covers_secret(self, s: Secret) -> bool:
+        if not self.keep:
+            return False
+        if self.is_path:
+            return s.selector is None and s.name.startswith(self.subject)
+        # A secret's `name` here is the Secret.ident it would be held under.
+        return (self.name or self.subject) == s.ident
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 SECURE_STRING = "SecureString"
 #: Parameter Store names under this prefix are Secrets Manager secrets read through SSM.
@@ -46,14 +49,100 @@ class VersionChange:
     new_version: int | None
 
 
+# --- Secrets Manager secrets (served beside parameters; see docs/secrets-manager.md) -------
+
+AWSCURRENT = "AWSCURRENT"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Secret:
+    """One Secrets Manager secret version as served. Values never appear in repr().
+
+    `selector` says which version the config asked for: None for AWSCURRENT, `stage:LABEL` or
+    `version:ID`. `metadata` holds DescribeSecret's fields (dates as epoch seconds), no value.
+    """
+
+    name: str
+    key: str
+    arn: str
+    version_id: str
+    version_stages: tuple[str, ...]
+    created: datetime  # the version's CreatedDate
+    string: str | None = field(default=None, repr=False)
+    binary: bytes | None = field(default=None, repr=False)
+    selector: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def ident(self) -> str:
+        """The secret's place in Snapshot.secrets: its name, plus the selector when pinned."""
+        return self.name if self.selector is None else f"{self.name}|{self.selector}"
+
+    @property
+    def data(self) -> bytes:
+        """The bytes written to files: the SecretString as UTF-8, or the SecretBinary."""
+        if self.string is not None:
+            return self.string.encode("utf-8")
+        return self.binary or b""
+
+    @property
+    def text(self) -> str:
+        """The value as text (templates, env, dotenv): the SecretString, else base64 of the
+        SecretBinary (as the SDKs' JSON protocol carries it)."""
+        if self.string is not None:
+            return self.string
+        return base64.b64encode(self.binary or b"").decode()
+
+    def fields(self) -> dict[str, str] | None:
+        """A JSON-object SecretString's fields as text (strings as they are, null as "",
+        other values as JSON), or None when the secret is not a JSON object."""
+        if self.string is None or not self.string.lstrip().startswith("{"):
+            return None
+        try:
+            parsed = json.loads(self.string)
+        except ValueError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        return {str(k): _field_text(v) for k, v in parsed.items()}
+
+    def same_version(self, other: Secret) -> bool:
+        mine = (self.version_id, self.version_stages, self.string, self.binary, self.key)
+        return mine == (
+            other.version_id,
+            other.version_stages,
+            other.string,
+            other.binary,
+            other.key,
+        )
+
+
+def _field_text(v: object) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretChange:
+    kind: str  # "added" | "updated" | "removed"
+    name: str
+    selector: str | None
+    old_version_id: str | None
+    new_version_id: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     added: tuple[VersionChange, ...] = ()
     updated: tuple[VersionChange, ...] = ()
     removed: tuple[VersionChange, ...] = ()
+    secrets: tuple[SecretChange, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.removed)
+        return bool(self.added or self.updated or self.removed or self.secrets)
 
     def all(self) -> tuple[VersionChange, ...]:
         return self.added + self.updated + self.removed
@@ -67,11 +156,22 @@ class Change:
                 for c in items
             ]
 
-        return {
+        out: dict[str, list[dict[str, object]]] = {
             "added": rows(self.added),
             "updated": rows(self.updated),
             "removed": rows(self.removed),
         }
+        if self.secrets:  # present only when secrets changed (names and version ids only)
+            out["secrets"] = [
+                {
+                    "change": c.kind,
+                    "name": c.name,
+                    "old_version_id": c.old_version_id,
+                    "new_version_id": c.new_version_id,
+                }
+                for c in self.secrets
+            ]
+        return out
 
 
 def _utcnow() -> datetime:
@@ -85,10 +185,18 @@ class Snapshot:
     parameters: Mapping[str, Parameter] = field(default_factory=lambda: MappingProxyType({}))
     loaded_at: datetime = field(default_factory=_utcnow)
     generation: int = 0
+    #: Secrets Manager secrets by `Secret.ident`; not counted by len() nor iterated.
+    secrets: Mapping[str, Secret] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def build(cls, params: Mapping[str, Parameter], generation: int) -> Snapshot:
-        return cls(MappingProxyType(dict(sorted(params.items()))), _utcnow(), generation)
+    def build(
+        cls,
+        params: Mapping[str, Parameter],
+        generation: int,
+        secrets: Mapping[str, Secret] | None = None,
+    ) -> Snapshot:
+        held = MappingProxyType(dict(sorted((secrets or {}).items())))
+        return cls(MappingProxyType(dict(sorted(params.items()))), _utcnow(), generation, held)
 
     def __len__(self) -> int:
         return len(self.parameters)
@@ -101,6 +209,12 @@ class Snapshot:
 
     def by_key(self) -> dict[str, Parameter]:
         return {p.key: p for p in self.parameters.values()}
+
+    def values_by_key(self) -> dict[str, str]:
+        """key -> value of every parameter and secret (a binary secret as base64)."""
+        values = {p.key: p.value for p in self.parameters.values()}
+        values.update({s.key: s.text for s in self.secrets.values()})
+        return values
 
     def under(self, path: str, recursive: bool = True) -> list[Parameter]:
         """Parameters whose name lies under `path` ("/" matches all)."""
@@ -132,7 +246,23 @@ class Snapshot:
         for name, old in self.parameters.items():
             if name not in new.parameters:
                 removed.append(VersionChange(name, old.version, None))
-        return Change(tuple(added), tuple(updated), tuple(removed))
+        return Change(tuple(added), tuple(updated), tuple(removed), _secret_diff(self, new))
+
+
+def _secret_diff(old: Snapshot, new: Snapshot) -> tuple[SecretChange, ...]:
+    changes = []
+    for ident, s in new.secrets.items():
+        was = old.secrets.get(ident)
+        if was is None:
+            changes.append(SecretChange("added", s.name, s.selector, None, s.version_id))
+        elif not was.same_version(s):
+            changes.append(
+                SecretChange("updated", s.name, s.selector, was.version_id, s.version_id)
+            )
+    for ident, was in old.secrets.items():
+        if ident not in new.secrets:
+            changes.append(SecretChange("removed", was.name, was.selector, was.version_id, None))
+    return tuple(changes)
 
 
 # --- finding what a request names in a snapshot ------------------------------------------
@@ -179,3 +309,31 @@ def matches_selector(p: Parameter, selector: str | None) -> bool:
         return True
     tail = selector[1:]
     return tail.isdigit() and int(tail) == p.version
+
+
+def find_secret(snapshot: Snapshot, secret_id: str) -> list[Secret]:
+    """Every held version of the secret `secret_id` names: a name, a full ARN or a partial ARN
+    (without the random 6-character suffix Secrets Manager adds), as Secrets Manager resolves it."""
+    found = [s for s in snapshot.secrets.values() if secret_id in (s.name, s.arn)]
+    if found or not secret_id.startswith("arn:"):
+        return found
+    return [s for s in snapshot.secrets.values() if s.arn and _partial_arn(s.arn) == secret_id]
+
+
+def _partial_arn(arn: str) -> str:
+    """`arn:...:secret:prod/db-AbCdEf` -> `arn:...:secret:prod/db`."""
+    head, dash, suffix = arn.rpartition("-")
+    return head if dash and len(suffix) == 6 else arn
+
+
+def select_version(held: list[Secret], version_id: str | None, stage: str | None) -> Secret | None:
+    """The held version that a GetSecretValue with these arguments answers (AWSCURRENT when
+    neither is given; both must name the same version when both are)."""
+    wanted_stage = stage if stage is not None or version_id is not None else AWSCURRENT
+    for s in held:
+        if version_id is not None and s.version_id != version_id:
+            continue
+        if wanted_stage is not None and wanted_stage not in s.version_stages:
+            continue
+        return s
+    return None

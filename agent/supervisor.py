@@ -44,14 +44,14 @@ class EnvError(Exception):
 
 
 def child_environment(snapshot: Snapshot, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The agent's environment plus one variable per parameter key; never logged."""
-    by_key = snapshot.by_key()
+    """The agent's environment plus one variable per parameter (and secret) key; never logged."""
+    by_key = snapshot.values_by_key()
     try:
         names = env_names(sorted(by_key))
     except ValueError as exc:
         raise EnvError(str(exc)) from None
     env = dict(os.environ if base is None else base)
-    env.update({name: by_key[key].value for name, key in names.items()})
+    env.update({name: by_key[key] for name, key in names.items()})
     return env
 
 

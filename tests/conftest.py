@@ -26,6 +26,7 @@ _ISOLATED_AWS_ENV: dict[str, str | None] = {
     "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
     "AWS_ENDPOINT_URL": None,
     "AWS_ENDPOINT_URL_SSM": None,
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER": None,
     "AWS_ENDPOINT_URL_KMS": None,
 }
 
@@ -76,6 +77,14 @@ def moto_url(moto_server: MotoServer) -> str:
 def ssm(moto_url: str) -> Iterator[Any]:
     """boto3 SSM client (us-east-1) on a clean moto, for seeding test data."""
     client = boto3_client("ssm", moto_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def secretsmanager(moto_url: str) -> Iterator[Any]:
+    """boto3 Secrets Manager client (us-east-1) on a clean moto, for seeding test data."""
+    client = boto3_client("secretsmanager", moto_url)
     yield client
     client.close()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.results import ParameterError
-from agent.snapshot import Parameter, Snapshot
+from agent.snapshot import Parameter, Secret, Snapshot
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class LoadResult:
     calls: int = 0
     decryptions: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+    #: Secrets Manager secrets by Secret.ident (sources without secrets leave it empty).
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
 
 
 class Source(Protocol):

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from agent.config import Config
 from agent.metrics import Metrics
+from agent.sources.aws import AwsSession
 from agent.sources.base import Source
+from agent.sources.composite import CompositeSource
 from agent.sources.file import FileSource
+from agent.sources.secrets import SecretsManagerSource
 from agent.sources.ssm import SsmSource
 
 
 def build_source(cfg: Config, metrics: Metrics) -> Source:
     if cfg.source.type == "file":
         assert cfg.source.path is not None
-        return FileSource(cfg.source.path, cfg.parameters)
-    return SsmSource(cfg.source, cfg.parameters, metrics)
+        return FileSource(cfg.source.path, cfg.parameters, cfg.secrets)
+    if not cfg.secrets:
+        return SsmSource(cfg.source, cfg.parameters, metrics)
+    # One session for both services: a role_arn is assumed once for both.
+    aws = AwsSession(cfg.source)
+    return CompositeSource(
+        SsmSource(cfg.source, cfg.parameters, metrics, aws=aws),
+        SecretsManagerSource(cfg.source, cfg.secrets, metrics, aws=aws),
+    )

@@ -6,6 +6,14 @@
 A table with a `value` key is one parameter; any other table is a level of the hierarchy, so
 `[myapp.dev]` followed by `"db/url" = "..."` names `/myapp/dev/db/url`. Each change of a value or
 type raises that parameter's version, as an Overwrite would in SSM.
+
+The top-level table `[secrets]` holds Secrets Manager secrets for `[[secrets]]` entries, by
+name: a string is the SecretString; a table is a JSON secret (its fields, JSON-encoded):
+
+    [secrets]
+    "dev/db" = { username = "app", password = "dev-only", host = "localhost" }
+
+Each change gives the secret a new VersionId (staged AWSCURRENT), as PutSecretValue would.
 """
 
 from __future__ import annotations
@@ -13,21 +21,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import tomllib
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import watchfiles
 
-from agent.config import ParameterEntry, entry_key
+from agent.config import ParameterEntry, SecretEntry, entry_key, secret_key
 from agent.keys import key_under
 from agent.results import ParameterError, SourceError
-from agent.snapshot import SECURE_STRING, Parameter, Snapshot
+from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot
 from agent.sources.base import LoadResult
+
+SECRETS_TABLE = "secrets"
 
 TYPES = ("String", "StringList", SECURE_STRING)
 
@@ -65,12 +78,45 @@ def _from_snapshot(snapshot: Snapshot | None, name: str) -> _Entry | None:
     return None if p is None else _Entry(p.value, p.type, p.version, p.last_modified)
 
 
+@dataclass(frozen=True, slots=True)
+class _SecretEntry:
+    value: str
+    version_id: str
+    created: datetime
+
+
+def _secret_values(table: Any) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise SourceError(f"[{SECRETS_TABLE}] must be a table of secret name = value")
+    out: dict[str, str] = {}
+    for name, v in table.items():
+        if isinstance(v, str):
+            out[name] = v
+        elif isinstance(v, dict):
+            out[name] = json.dumps(v, default=str)
+        else:
+            raise SourceError(f"secret {name}: expected a string or a table of fields")
+    return out
+
+
+def _local_arn(name: str) -> str:
+    return f"arn:aws:secretsmanager:local:000000000000:secret:{name}-local0"
+
+
 class FileSource:
-    def __init__(self, path: Path, entries: Sequence[ParameterEntry]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        entries: Sequence[ParameterEntry],
+        secret_entries: Sequence[SecretEntry] = (),
+    ) -> None:
         self.path = path
         self._abs_path = path.absolute()
         self._entries = tuple(entries)
+        self._secret_entries = tuple(secret_entries)
         self._known: dict[str, _Entry] = {}
+        self._known_secrets: dict[str, _SecretEntry] = {}
+        self._secrets: dict[str, _SecretEntry] = {}
         # Stands in for SSM's ciphertext: the plaintext must not be what "no decryption" returns.
         self._mask_key = os.urandom(16)
 
@@ -83,6 +129,7 @@ class FileSource:
             raise SourceError(f"{self.path}: cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise SourceError(f"{self.path}: invalid TOML: {exc}") from None
+        self._secrets = self._read_secrets(_secret_values(data.pop(SECRETS_TABLE, {})), previous)
         flat: dict[str, tuple[str, str]] = {}
         _flatten(data, "", flat)
         now = datetime.now(UTC)
@@ -97,6 +144,75 @@ class FileSource:
         # keeping it means a re-added name is seen as changed.
         self._known = {**{n: e for n, e in self._known.items() if n not in known}, **known}
         return known
+
+    def _read_secrets(
+        self, values: dict[str, str], previous: Snapshot | None
+    ) -> dict[str, _SecretEntry]:
+        now = datetime.now(UTC)
+        known: dict[str, _SecretEntry] = {}
+        for name, value in values.items():
+            old = self._known_secrets.get(name)
+            if old is None and previous is not None and name in previous.secrets:
+                held = previous.secrets[name]
+                old = _SecretEntry(held.text, held.version_id, held.created)
+            if old is not None and old.value == value:
+                known[name] = old
+            else:
+                known[name] = _SecretEntry(value, str(uuid.uuid4()), now)
+        self._known_secrets = known
+        return known
+
+    def _load_secrets(self, errors: list[ParameterError]) -> dict[str, Secret]:
+        secrets: dict[str, Secret] = {}
+        for entry in self._secret_entries:
+            if entry.prefix is not None:
+                names = [n for n in self._secrets if n.startswith(entry.prefix)]
+            else:
+                assert entry.id is not None
+                names = [n for n in self._secrets if entry.id in (n, _local_arn(n))]
+            held = [
+                n
+                for n in names
+                if entry.stage == AWSCURRENT or entry.version_id == self._secrets[n].version_id
+            ]
+            if not held and (entry.required or entry.prefix is None):
+                subject = entry.prefix if entry.prefix is not None else entry.id or ""
+                reason = f"not in [{SECRETS_TABLE}] of {self.path.name}"
+                if names:
+                    reason = "the local file holds only the AWSCURRENT version"
+                errors.append(
+                    ParameterError(
+                        subject,
+                        "ResourceNotFoundException",
+                        reason,
+                        entry.required,
+                        is_path=entry.prefix is not None,
+                        secret=True,
+                        keep=False,
+                    )
+                )
+            for name in held:
+                e = self._secrets[name]
+                s = Secret(
+                    name=name,
+                    key=secret_key(entry, name),
+                    arn=_local_arn(name),
+                    version_id=e.version_id,
+                    version_stages=(AWSCURRENT,),
+                    created=e.created,
+                    string=e.value,
+                    selector=entry.selector,
+                    metadata=MappingProxyType(
+                        {
+                            "ARN": _local_arn(name),
+                            "Name": name,
+                            "LastChangedDate": e.created.timestamp(),
+                            "VersionIdsToStages": {e.version_id: [AWSCURRENT]},
+                        }
+                    ),
+                )
+                secrets[s.ident] = s
+        return secrets
 
     def _parameter(self, name: str, e: _Entry, key: str, selector: str | None) -> Parameter:
         encrypted = None
@@ -145,7 +261,8 @@ class FileSource:
                 continue
             key = entry_key(entry)
             params[entry.name] = self._parameter(entry.name, found, key, entry.selector)
-        return LoadResult(params, tuple(errors))
+        secrets = self._load_secrets(errors)
+        return LoadResult(params, tuple(errors), secrets=secrets)
 
     async def fetch(self, name: str) -> Parameter | None:
         e = self._read().get(name)

@@ -7,48 +7,26 @@ changed (one call per 10 of them). A quiet cycle makes zero KMS decryptions.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import structlog
-from aiobotocore.config import AioConfig
-from aiobotocore.credentials import AioDeferredRefreshableCredentials
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from aiobotocore.session import AioSession
 
 from agent.config import ParameterEntry, SourceConfig, entry_key
 from agent.keys import key_under
 from agent.metrics import Metrics
 from agent.results import ParameterError, SourceError
 from agent.snapshot import SECRETS_MANAGER_PREFIX, SECURE_STRING, Parameter, Snapshot
+from agent.sources.aws import ApiError as _ApiError
+from agent.sources.aws import AwsClient, AwsSession
+from agent.sources.aws import as_datetime as _as_datetime
 from agent.sources.base import LoadResult
 
 log = structlog.get_logger(__name__)
 
 CHUNK = 10  # the most names GetParameters takes, and the most results a page holds
-THROTTLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-    }
-)
-
-
-class _ApiError(Exception):
-    """A non-retryable answer about specific parameters (not found, access denied, KMS)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +42,6 @@ class _Listed:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _as_datetime(v: Any) -> datetime:
-    if isinstance(v, datetime):
-        return v if v.tzinfo else v.replace(tzinfo=UTC)
-    if isinstance(v, int | float):
-        return datetime.fromtimestamp(v, UTC)
-    return datetime.now(UTC)
 
 
 def _parameter(
@@ -98,99 +68,19 @@ class SsmSource:
         entries: Sequence[ParameterEntry],
         metrics: Metrics,
         session: AioSession | None = None,
+        aws: AwsSession | None = None,
     ) -> None:
         self._cfg = cfg
         self._entries = tuple(entries)
         self._metrics = metrics
-        self._session = session or get_session()
-        self._base_session = get_session()
-        self._stack = AsyncExitStack()
-        self._client: Any = None
-        self._client_lock = asyncio.Lock()
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    def _botocore_config(self) -> AioConfig:
-        return AioConfig(
-            retries={"mode": "standard", "total_max_attempts": self._cfg.max_attempts},
-            connect_timeout=self._cfg.timeout,
-            read_timeout=self._cfg.timeout,
-            max_pool_connections=10,
-            user_agent_extra="ssm-sidecar",
-        )
-
-    async def _assume_role_credentials(self) -> AioDeferredRefreshableCredentials:
-        role_arn = self._cfg.role_arn
-        assert role_arn is not None
-
-        async def refresh() -> dict[str, Any]:
-            kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "ssm-sidecar"}
-            if self._cfg.external_id:
-                kwargs["ExternalId"] = self._cfg.external_id
-            # The base credential chain (env, profile, IRSA, IMDS) signs the AssumeRole call; it
-            # must be another session than the one that holds the assumed credentials.
-            async with self._base_session.create_client(
-                "sts", region_name=self._cfg.region, endpoint_url=self._cfg.endpoint_url
-            ) as sts:
-                creds = (await sts.assume_role(**kwargs))["Credentials"]
-            log.info("assumed_role", role_arn=role_arn, expires=str(creds["Expiration"]))
-            return {
-                "access_key": creds["AccessKeyId"],
-                "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"],
-                "expiry_time": _as_datetime(creds["Expiration"]).isoformat(),
-            }
-
-        # Refreshed by botocore shortly before expiry, on the call that needs them.
-        return AioDeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
-
-    async def _ssm(self) -> Any:
-        async with self._client_lock:
-            if self._client is None:
-                kwargs: dict[str, Any] = {
-                    "region_name": self._cfg.region,
-                    "endpoint_url": self._cfg.endpoint_url,
-                    "config": self._botocore_config(),
-                }
-                if self._cfg.role_arn:
-                    # aiobotocore takes refreshable credentials from the session, not the client.
-                    self._session._credentials = await self._assume_role_credentials()
-                self._client = await self._stack.enter_async_context(
-                    self._session.create_client("ssm", **kwargs)
-                )
-            return self._client
+        self._aws = AwsClient("ssm", aws or AwsSession(cfg, session), metrics)
+        self._session = self._aws.aws.session
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        client = await self._ssm()
-        method = getattr(client, _snake(operation))
-        try:
-            resp: dict[str, Any] = await method(**kwargs)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", "Unknown"))
-            message = str(err.get("Message", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            if code in THROTTLE_CODES:
-                self._count(operation, "throttled")
-                self._metrics.source_throttled.inc()
-                raise SourceError(f"{operation} throttled: {code}", throttled=True) from None
-            if status >= 500 or code in ("InternalServerError", "ServiceUnavailable"):
-                self._count(operation, "server_error")
-                raise SourceError(f"{operation} failed: {code} (HTTP {status})") from None
-            self._count(operation, "client_error")
-            raise _ApiError(code, message) from None
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            self._count(operation, "network_error")
-            raise SourceError(f"{operation} failed: {type(exc).__name__}: {exc}") from None
-        self._count(operation, "ok")
-        return resp
-
-    def _count(self, operation: str, outcome: str) -> None:
-        self._metrics.source_requests.labels(operation=operation, outcome=outcome).inc()
+        return await self._aws.call(operation, **kwargs)
 
     async def close(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._aws.close()
 
     # --- a cycle -----------------------------------------------------------------------------
 
@@ -400,7 +290,3 @@ def _request(entry: ParameterEntry) -> str:
 
 def _error_for(entry: ParameterEntry, exc: _ApiError) -> ParameterError:
     return ParameterError(_request(entry), exc.code, exc.message, entry.required, name=entry.name)
-
-
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")

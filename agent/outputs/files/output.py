@@ -153,15 +153,20 @@ class FilesOutput:
                 problems.append(f"template {tpl.path}: {exc}")
             yield _Entry(tpl.path, f"template {tpl.path}", data)
         written = self._written or {}
-        for p in sorted(snapshot, key=lambda p: (p.key not in written, p.key)):
+        # Parameters and Secrets Manager secrets share one key space (clashes never reach here).
+        values: list[tuple[str, str, str | bytes]] = [
+            (p.key, f"parameter {p.name}", p.value) for p in snapshot
+        ]
+        values += [(s.key, f"secret {s.name}", s.data) for s in snapshot.secrets.values()]
+        for key, what, raw in sorted(values, key=lambda v: (v[0] not in written, v[0])):
             try:
-                value = p.value.encode("utf-8")
+                value = raw.encode("utf-8") if isinstance(raw, str) else raw
             except UnicodeEncodeError:
                 self._count("value")
-                log.error("file_skipped", entry=f"parameter {p.name}", reason="not valid UTF-8")
-                problems.append(f"parameter {p.name}: value is not valid UTF-8")
+                log.error("file_skipped", entry=what, reason="not valid UTF-8")
+                problems.append(f"{what}: value is not valid UTF-8")
                 continue
-            yield _Entry(p.key, f"parameter {p.name}", value)
+            yield _Entry(key, what, value)
 
     def _count(self, kind: str) -> None:
         self.metrics.files_errors.labels(kind=kind).inc()
