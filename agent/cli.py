@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     get = sub.add_parser("get", help="print one value from a running agent")
     get.add_argument("name")
+    get.add_argument(
+        "--secret", action="store_true", help="NAME is a Secrets Manager secret (name or ARN)"
+    )
     get.add_argument("--url", help="agent URL (default: from the config's http.listen)")
     get.add_argument("--token-file", help="token file (default: from the config's http.token_file)")
     get.add_argument("-c", "--config", help=config_help)
@@ -125,7 +128,7 @@ def cmd_check(cfg: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "get":  # needs no valid config when --url and --token-file are given
-        return run_get(args.name, args.url, args.token_file, args.config)
+        return run_get(args.name, args.url, args.token_file, args.config, secret=args.secret)
     try:
         cfg = _load(args.config)
     except ConfigError as exc:

@@ -1,5 +1,7 @@
 """`ssm-sidecar get NAME`: print one value from a running agent, for shell scripts.
 
+`--secret` reads a Secrets Manager secret (`/v1/secrets/NAME`) instead of a parameter.
+
 The URL and token file come from --url / --token-file, else from the config's http.listen and
 http.token_file (when a config is given or found), else the built-in defaults. The value goes to
 stdout exactly as served (no newline added); any failure is one line on stderr and exit code 1.
@@ -72,9 +74,12 @@ def _read_token(path: Path) -> str:
     return token
 
 
-async def fetch_value(name: str, target: Target) -> bytes:
+async def fetch_value(name: str, target: Target, *, secret: bool = False) -> bytes:
     token = _read_token(target.token_file)
-    path = "/v1/parameters/" + quote(name.lstrip("/"), safe="/")
+    if secret:
+        path = "/v1/secrets/" + quote(name, safe="/:")
+    else:
+        path = "/v1/parameters/" + quote(name.lstrip("/"), safe="/")
     if target.url.startswith("unix:"):
         connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=target.url[5:])
         base = "http://localhost"
@@ -121,14 +126,16 @@ def _message_of(body: bytes) -> str:
     return str(data.get("message", "")) if isinstance(data, dict) else ""
 
 
-def run_get(name: str, url: str | None, token_file: str | None, config: str | None) -> int:
+def run_get(
+    name: str, url: str | None, token_file: str | None, config: str | None, *, secret: bool = False
+) -> int:
     try:
         target = target_for(url, token_file, config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     try:
-        value = asyncio.run(fetch_value(name, target))
+        value = asyncio.run(fetch_value(name, target, secret=secret))
     except GetError as exc:
         print(f"ssm-sidecar: get: {exc}", file=sys.stderr)
         return EXIT_FAILED

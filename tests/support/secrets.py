@@ -47,3 +47,38 @@ def seed_db_secret(client: Any, name: str = "prod/db") -> dict[str, str]:
     }
     client.create_secret(Name=name, SecretString=json.dumps(fields))
     return fields
+
+
+def moto_wire(endpoint_url: str, operation: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """Secrets Manager's own answer on the wire (status, decoded JSON), SigV4-signed as an SDK
+    would send it: what the agent's answers are compared with field by field."""
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from tests.support.moto import DUMMY_AWS_ENV, REGION
+
+    request = AWSRequest(
+        method="POST",
+        url=endpoint_url.rstrip("/") + "/",
+        data=json.dumps(body).encode(),
+        headers={
+            "X-Amz-Target": f"secretsmanager.{operation}",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+    )
+    credentials = Credentials(
+        DUMMY_AWS_ENV["AWS_ACCESS_KEY_ID"], DUMMY_AWS_ENV["AWS_SECRET_ACCESS_KEY"]
+    )
+    SigV4Auth(credentials, "secretsmanager", REGION).add_auth(request)
+    prepared = urllib.request.Request(  # noqa: S310 (a loopback http URL)
+        request.url, data=request.body, headers=dict(request.headers), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=10) as resp:  # noqa: S310 (loopback)
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -34,7 +34,7 @@ from agent.outputs.http.context import (
     error_response,
 )
 from agent.outputs.http.listen import Listener, ListenError
-from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, v1
+from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, secrets_manager, v1
 from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
@@ -170,6 +170,7 @@ def build_app(
         *ops.routes(ctx.state, metrics),
         *lambda_extension.routes(ctx),
         *v1.routes(ctx),
+        *secrets_manager.routes(ctx),
     ]
     for factory in route_factories:
         wanted.extend(factory(ctx))
@@ -211,7 +212,7 @@ class HttpServer:
         self.metrics = metrics
         self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
         if route_factories is None:
-            route_factories = (aws_sdk.route_factory(cfg.sdk_access_key_ids),)
+            route_factories = (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
         self._listener = Listener("http.listen", cfg.listen)

@@ -13,7 +13,8 @@ docs/adopt-without-code-changes.md for the threat model), checked in this order:
   another shape. The signature is not verified (the agent has no secret key to verify with);
 - with `http.sdk_access_key_ids` set, the Credential's access key id is one of them (400
   AccessDeniedException, as IAM answers a denied call);
-- `X-Amz-Target: AmazonSSM.<Operation>` and `Content-Type: application/x-amz-json-1.1`.
+- `X-Amz-Target: AmazonSSM.<Operation>` and `Content-Type: application/x-amz-json-1.1`;
+  `secretsmanager.<Operation>` too when http.aws_protocols has "secretsmanager".
 
 Every answer carries `x-amzn-RequestId` and `Content-Type: application/x-amz-json-1.1`.
 """
@@ -31,6 +32,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from agent.outputs.http import secretsmanager_protocol
 from agent.outputs.http.context import HttpContext, Route, RouteFactory
 from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
@@ -137,9 +139,12 @@ def render(reply: SdkReply, request_id: str) -> web.Response:
 
 
 class SdkHandler:
-    def __init__(self, ctx: HttpContext, allowed_access_keys: Iterable[str]) -> None:
+    def __init__(
+        self, ctx: HttpContext, allowed_access_keys: Iterable[str], secretsmanager: bool = False
+    ) -> None:
         self._ctx = ctx
         self._allowed = frozenset(allowed_access_keys)
+        self._secretsmanager = secretsmanager
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
@@ -147,7 +152,8 @@ class SdkHandler:
             reply = await self._answer(request)
         except SdkError as exc:
             reply = error_reply(exc.code, exc.message, exc.status)
-        if reply.status != 200 and reply.body.get("__type") not in ("ParameterNotFound",):
+        quiet = ("ParameterNotFound", secretsmanager_protocol.NOT_FOUND)
+        if reply.status != 200 and reply.body.get("__type") not in quiet:
             # Refusals are worth a line (a probe, a misconfigured app); values never appear.
             log.info(
                 "sdk_request_refused",
@@ -161,18 +167,27 @@ class SdkHandler:
     async def _answer(self, request: web.Request) -> SdkReply:
         check_origin(request)
         check_access_key(access_key_id(request.headers.get("Authorization")), self._allowed)
-        operation = operation_of(request.headers.get("X-Amz-Target"))
-        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type != CONTENT_TYPE:
-            raise SdkError(
-                "ValidationException",
-                f"Content-Type must be {CONTENT_TYPE}, got {content_type or 'none'}",
-            )
-        body = decode_body(await request.read())
+        target = request.headers.get("X-Amz-Target") or ""
+        if target.startswith(secretsmanager_protocol.SERVICE_PREFIX):
+            return await self._secrets_manager(request, target)
+        operation = operation_of(target)
+        body = await _json_body(request)
         snapshot = self._ctx.state.snapshot  # one consistent view for the whole request
         wanted = names_to_fetch(snapshot, operation, body, self._ctx.on_demand_covers)
         fetched = await self._fetch(wanted)
         return answer(snapshot, operation, body, fetched)
+
+    async def _secrets_manager(self, request: web.Request, target: str) -> SdkReply:
+        """`secretsmanager.<Operation>`, when http.aws_protocols has "secretsmanager"."""
+        if not self._secretsmanager:
+            raise SdkError(
+                "UnknownOperationException",
+                f"{target}: the Secrets Manager protocol is off in this agent; add "
+                '"secretsmanager" to http.aws_protocols',
+            )
+        operation = secretsmanager_protocol.operation_of(target)
+        body = await _json_body(request)
+        return secretsmanager_protocol.answer(self._ctx.state.snapshot, operation, body)
 
     async def _fetch(self, names: list[str]) -> Mapping[str, Parameter | None]:
         if not names:
@@ -187,11 +202,26 @@ class SdkHandler:
         return dict(zip(names, found, strict=True))
 
 
-def route_factory(allowed_access_keys: Iterable[str] = ()) -> RouteFactory:
-    """The `POST /` route for `build_app(route_factories=...)`."""
+async def _json_body(request: web.Request) -> Any:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type != CONTENT_TYPE:
+        raise SdkError(
+            "ValidationException",
+            f"Content-Type must be {CONTENT_TYPE}, got {content_type or 'none'}",
+        )
+    return decode_body(await request.read())
+
+
+def route_factory(
+    allowed_access_keys: Iterable[str] = (), protocols: Iterable[str] = ()
+) -> RouteFactory:
+    """The `POST /` route for `build_app(route_factories=...)`; `protocols` may name
+    "secretsmanager" (http.aws_protocols)."""
     allowed = tuple(allowed_access_keys)
+    secretsmanager = "secretsmanager" in protocols
 
     def routes(ctx: HttpContext) -> list[Route]:
-        return [Route("POST", PATH, SdkHandler(ctx, allowed).handle, needs_token=False)]
+        handler = SdkHandler(ctx, allowed, secretsmanager)
+        return [Route("POST", PATH, handler.handle, needs_token=False)]
 
     return routes

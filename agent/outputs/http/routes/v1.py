@@ -102,9 +102,13 @@ def _wait_seconds(raw: str | None) -> float:
 
 def _listing(params: list[Parameter], fmt: str) -> web.Response:
     """What a [[files.bundle]] with this prefix and format would hold: env name -> value."""
+    return _listing_pairs({p.key: p.value for p in params}, fmt)
+
+
+def _listing_pairs(by_key: dict[str, str], fmt: str) -> web.Response:
+    """key -> value as one JSON object or dotenv text of env name -> value."""
     if fmt not in ("json", "dotenv"):
         raise validation_error(f"format must be json or dotenv, got {fmt!r}")
-    by_key = {p.key: p.value for p in params}
     try:
         names = env_names(sorted(by_key))
     except ValueError as exc:
