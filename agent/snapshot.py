@@ -54,6 +54,13 @@ class VersionChange:
 AWSCURRENT = "AWSCURRENT"
 
 
+def epoch_seconds(moment: datetime) -> int | float:
+    """A timestamp as Secrets Manager's JSON carries it: epoch seconds, to the millisecond
+    (whole seconds as an integer, as moto sends them and SDKs and the CLI print them)."""
+    seconds = round(moment.timestamp(), 3)
+    return int(seconds) if seconds.is_integer() else seconds
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Secret:
     """One Secrets Manager secret version as served. Values never appear in repr().

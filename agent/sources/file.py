@@ -37,7 +37,7 @@ import watchfiles
 from agent.config import ParameterEntry, SecretEntry, entry_key, secret_key
 from agent.keys import key_under
 from agent.results import ParameterError, SourceError
-from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot
+from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot, epoch_seconds
 from agent.sources.base import LoadResult
 
 SECRETS_TABLE = "secrets"
@@ -206,7 +206,7 @@ class FileSource:
                         {
                             "ARN": _local_arn(name),
                             "Name": name,
-                            "LastChangedDate": e.created.timestamp(),
+                            "LastChangedDate": epoch_seconds(e.created),
                             "VersionIdsToStages": {e.version_id: [AWSCURRENT]},
                         }
                     ),

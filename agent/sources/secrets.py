@@ -27,7 +27,7 @@ import structlog
 from agent.config import SecretEntry, SourceConfig, secret_key
 from agent.metrics import Metrics
 from agent.results import ParameterError
-from agent.snapshot import Parameter, Secret, Snapshot
+from agent.snapshot import Parameter, Secret, Snapshot, epoch_seconds
 from agent.sources.aws import ApiError, AwsClient, AwsSession, as_datetime
 from agent.sources.base import LoadResult
 
@@ -78,7 +78,7 @@ class Wanted:
 
 
 def _epoch(v: Any) -> Any:
-    return as_datetime(v).timestamp() if isinstance(v, datetime) else v
+    return epoch_seconds(as_datetime(v)) if isinstance(v, datetime) else v
 
 
 def metadata_of(raw: Mapping[str, Any]) -> Mapping[str, Any]:

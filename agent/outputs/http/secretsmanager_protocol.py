@@ -21,7 +21,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.outputs.http.ssm_protocol import SdkError, SdkReply, error_reply
-from agent.snapshot import AWSCURRENT, Secret, Snapshot, find_secret, select_version
+from agent.snapshot import (
+    AWSCURRENT,
+    Secret,
+    Snapshot,
+    epoch_seconds,
+    find_secret,
+    select_version,
+)
 
 SERVICE_PREFIX = "secretsmanager."
 READS = ("GetSecretValue", "BatchGetSecretValue", "DescribeSecret")
@@ -86,7 +93,7 @@ def render_value(s: Secret) -> dict[str, Any]:
         "Name": s.name,
         "VersionId": s.version_id,
         "VersionStages": list(s.version_stages),
-        "CreatedDate": s.created.timestamp(),
+        "CreatedDate": epoch_seconds(s.created),
     }
     if s.string is not None:
         body["SecretString"] = s.string
