@@ -1,4 +1,5 @@
-"""Bundles: every parameter under a prefix in one dotenv or JSON file, under its env name.
+"""Bundles: every parameter under a prefix (or every field of a JSON secret) in one dotenv or
+JSON file, under its env name.
 
 dotenv values are always double-quoted; inside the quotes `\\`, `"`, newline and carriage return
 are escaped as `\\\\`, `\\"`, `\\n` and `\\r`, which is exactly what python-dotenv (and the other
@@ -61,7 +62,41 @@ def bundle_pairs(snapshot: Snapshot, prefix: str) -> dict[str, str]:
     return {name: by_key[key] for name, key in names.items()}
 
 
-def render_bundle(snapshot: Snapshot, prefix: str, fmt: str) -> bytes:
-    pairs = bundle_pairs(snapshot, prefix)
+def secret_pairs(snapshot: Snapshot, key: str, fields: tuple[str, ...] = ()) -> dict[str, str]:
+    """env name -> value of the fields of the JSON secret whose key is `key` (all, or `fields`).
+
+    Raises BundleError (naming the secret and fields, never a value) when the secret is not
+    served, is not a JSON object, lacks a field, or two fields share an env name."""
+    found = [s for s in snapshot.secrets.values() if s.key == key]
+    if not found:
+        raise BundleError(f"secret {key!r} is not served (see its [[secrets]] entry's errors)")
+    values = found[0].fields()
+    if values is None:
+        raise BundleError(f"secret {key!r} is not a JSON object, so it has no fields")
+    missing = [f for f in fields if f not in values]
+    if missing:
+        raise BundleError(f"secret {key!r} has no field {', '.join(map(repr, missing))}")
+    wanted = {f: values[f] for f in fields} if fields else values
+    try:
+        names = env_names(sorted(wanted))
+    except ValueError as exc:
+        raise BundleError(f"secret {key!r}: {exc}") from None
+    for name, field in names.items():
+        if not _DOTENV_NAME.fullmatch(name):
+            raise BundleError(f"secret {key!r}: field {field!r} gives no usable variable name")
+    return {name: wanted[field] for name, field in names.items()}
+
+
+def render_bundle(
+    snapshot: Snapshot,
+    prefix: str,
+    fmt: str,
+    secret: str | None = None,
+    fields: tuple[str, ...] = (),
+) -> bytes:
+    """A bundle of the parameters under `prefix`, or of the fields of the JSON `secret`."""
+    pairs = (
+        bundle_pairs(snapshot, prefix) if secret is None else secret_pairs(snapshot, secret, fields)
+    )
     text = render_json(pairs) if fmt == "json" else render_dotenv(pairs)
     return text.encode("utf-8")

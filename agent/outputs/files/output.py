@@ -127,7 +127,9 @@ class FilesOutput:
         first), so a new parameter can never push out an existing path."""
         for bundle in self.cfg.bundle:
             try:
-                data: bytes | None = render_bundle(snapshot, bundle.prefix, bundle.format)
+                data: bytes | None = render_bundle(
+                    snapshot, bundle.prefix, bundle.format, bundle.secret, bundle.fields
+                )
             except ValueError as exc:  # BundleError, or a key with no usable env name
                 data = self.writer.read_current(bundle.path)
                 self._count("bundle")

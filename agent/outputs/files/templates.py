@@ -53,8 +53,11 @@ def template_context(snapshot: Snapshot) -> dict[str, Any]:
     params      key -> value        ({{ params["db/url"] }}, {{ params.db_password }})
     env         ENV_NAME -> value   ({{ env.DB_URL }}); names two keys share are left out
     parameters  full name -> value  ({{ parameters["/myapp/prod/db/url"] }})
+    secrets     key -> a JSON secret's fields, else its value ({{ secrets.db.password }})
+
+    Secrets Manager secrets are in params and env too, under their keys (their value as text).
     """
-    params = {p.key: p.value for p in snapshot}
+    params = snapshot.values_by_key()
     owners: dict[str, list[str]] = {}
     for key in params:
         owners.setdefault(env_name(key), []).append(key)
@@ -63,6 +66,7 @@ def template_context(snapshot: Snapshot) -> dict[str, Any]:
         "params": params,
         "env": env,
         "parameters": {p.name: p.value for p in snapshot},
+        "secrets": {s.key: s.fields() or s.text for s in snapshot.secrets.values()},
     }
 
 
@@ -139,13 +143,16 @@ def safe_message(exc: BaseException, source_text: str, values: Collection[str]) 
 
 
 def _values(context: Mapping[str, Any]) -> set[str]:
-    return {
-        v
-        for table in context.values()
-        if isinstance(table, Mapping)
-        for v in table.values()
-        if isinstance(v, str)
-    }
+    """Every value a template can reach (a JSON secret's fields too)."""
+    found: set[str] = set()
+    tables = [t for t in context.values() if isinstance(t, Mapping)]
+    while tables:
+        for v in tables.pop().values():
+            if isinstance(v, str):
+                found.add(v)
+            elif isinstance(v, Mapping):
+                tables.append(v)
+    return found
 
 
 class TemplateRenderer:
