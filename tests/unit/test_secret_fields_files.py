@@ -124,7 +124,7 @@ def test_a_missing_field_is_named_without_values(tmp_path: Path) -> None:
 
 def test_secrets_in_params_and_env_under_their_keys() -> None:
     context = template_context(snapshot(db_secret()))
-    assert context["params"]["db"] == json.dumps(FIELDS)  # type: ignore[index]
-    assert context["env"]["DB"] == json.dumps(FIELDS)  # type: ignore[index]
+    assert context["params"]["db"] == json.dumps(FIELDS)
+    assert context["env"]["DB"] == json.dumps(FIELDS)
     plain = Secret("k", "api_key", "arn:k", "v", ("AWSCURRENT",), T, "plain-value")
     assert template_context(snapshot(plain))["secrets"] == {"api_key": "plain-value"}

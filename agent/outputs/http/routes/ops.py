@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.metrics import Metrics
 from agent.outputs.http.context import Route, error_response, json_response
+from agent.results import ParameterError
 from agent.state import AgentState, Health
 
 
@@ -21,7 +22,7 @@ def _rfc3339(unix: float | None) -> str | None:
     )
 
 
-def health_body(health: Health, parameters: int, now: float) -> dict[str, object]:
+def health_body(health: Health, parameters: int, now: float, secrets: int = 0) -> dict[str, object]:
     since = None if health.last_success is None else round(now - health.last_success, 3)
     return {
         "ready": health.ready,
@@ -29,10 +30,19 @@ def health_body(health: Health, parameters: int, now: float) -> dict[str, object
         "seconds_since_success": since,
         "last_attempt": _rfc3339(health.last_attempt),
         "parameters": parameters,
+        "secrets": secrets,
         "consecutive_failures": health.consecutive_failures,
         "last_error": health.last_error,
-        "errors": [{"name": e.subject, "code": e.code} for e in health.parameter_errors],
+        "errors": [_error(e) for e in health.parameter_errors],
     }
+
+
+def _error(e: ParameterError) -> dict[str, object]:
+    """A failed name (or path, or secret): what and why, never a value."""
+    row: dict[str, object] = {"name": e.subject, "code": e.code}
+    if e.secret:
+        row["secret"] = True
+    return row
 
 
 def routes(state: AgentState, metrics: Metrics) -> list[Route]:
@@ -42,7 +52,9 @@ def routes(state: AgentState, metrics: Metrics) -> list[Route]:
     async def healthz(request: web.Request) -> web.StreamResponse:
         # Always 200: a source outage is reported here, but it must not get the agent restarted
         # (it keeps serving the last good values).
-        return json_response(health_body(state.health(), len(state.snapshot), time.time()))
+        snapshot = state.snapshot
+        body = health_body(state.health(), len(snapshot), time.time(), len(snapshot.secrets))
+        return json_response(body)
 
     async def readyz(request: web.Request) -> web.StreamResponse:
         if state.ready:
