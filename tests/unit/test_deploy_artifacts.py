@@ -255,7 +255,10 @@ def test_iam_policies_are_least_privilege() -> None:
             assert not {"ssm:PutParameter", "ssm:DescribeParameters"} & set(actions), name
             resources = statement.get("Resource", [])
             resources = [resources] if isinstance(resources, str) else resources
-            assert "*" not in resources, name
+            # ListSecrets and BatchGetSecretValue take no resource ARN in IAM (the values
+            # BatchGetSecretValue returns still need GetSecretValue on each secret).
+            unscoped = {"secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue"}
+            assert "*" not in resources or set(actions) <= unscoped, name
             if "kms:Decrypt" in actions:
                 via = statement["Condition"]["StringEquals"]["kms:ViaService"]
                 assert re.fullmatch(r"(ssm|secretsmanager)\.[a-z0-9-]+\.amazonaws\.com", via)
