@@ -23,6 +23,7 @@ BENCHMARKS = {
     "propagation": "bench.propagation",
     "startup": "bench.startup",
     "backend_cost": "bench.backend_cost",
+    "secrets_cost": "bench.secrets_cost",
     "herd": "bench.herd",
 }
 
