@@ -12,11 +12,11 @@ from typing import Any
 import structlog
 
 from agent.children import reap_forever
-from agent.config import Config
+from agent.config import Config, FilesConfig
 from agent.logs import redactor
 from agent.metrics import Metrics
 from agent.outputs.base import Output
-from agent.outputs.chain import OutputChain, Slot
+from agent.outputs.chain import RETRY_MAX, OutputChain, Slot
 from agent.outputs.files import FilesOutput
 from agent.outputs.http import HttpServer, OnDemandCache, OpsServer
 from agent.outputs.notify import build_notify, systemd_notifier_from_env
@@ -27,7 +27,7 @@ from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import Source
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
-from agent.state import AgentState
+from agent.state import AgentState, FilesStatus
 from agent.supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
@@ -90,12 +90,35 @@ class Agent:
                 if cfg.http.ops_listen is not None
                 else None
             ),
-            "files": FilesOutput(cfg.files, self.metrics) if cfg.files is not None else None,
+            "files": self._files_output(cfg.files),
             "exec": self.supervisor,
             "notify": build_notify(cfg.notify, self.metrics, self.supervisor),
             "systemd": systemd_notifier_from_env(self.state, cfg.refresh.interval),
         }
-        return OutputChain(outputs, self.metrics, self.refresher.mark_ready)
+        return OutputChain(
+            outputs, self.metrics, self.refresher.mark_ready, self._retry_max(cfg.refresh.interval)
+        )
+
+    @staticmethod
+    def _retry_max(interval: float) -> float:
+        # A set the files output could not write is retried at least once per refresh interval.
+        return min(RETRY_MAX, interval)
+
+    def _files_output(self, cfg: FilesConfig | None) -> FilesOutput | None:
+        """The files output for `cfg`, its status shown in /healthz (None: no [files])."""
+        if cfg is None:
+            self.state.files = None
+            self.metrics.files_write_failing.set(0)
+            return None
+        output = FilesOutput(cfg, self.metrics, FilesStatus(str(cfg.dir)))
+        self.state.files = output.status
+        return output
+
+    async def check_files_dir(self) -> None:
+        """Create files.dir if missing; UnsafeDirectoryError (naming it) when it is not safe."""
+        files = self.outputs.get("files")
+        if isinstance(files, FilesOutput):
+            await files.prepare()
 
     def _http_server(self) -> HttpServer:
         http = self.cfg.http
@@ -117,8 +140,8 @@ class Agent:
             redactor.add(parameter.value, parameter.encrypted_value)
         return parameter
 
-    async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
-        await self.outputs.publish(snapshot, change, first)
+    async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> bool:
+        return await self.outputs.publish(snapshot, change, first)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -139,6 +162,7 @@ class Agent:
             self._tasks.append(self._source_watch)
 
     async def start(self) -> None:
+        await self.check_files_dir()  # before anything listens or starts
         await self.outputs.start()
         self._spawn(self.refresher.run(), "refresher")
         self._watch_source()
@@ -185,12 +209,18 @@ class Agent:
             self._watch_source()
         self.cfg = new
         self.refresher.cfg = new.refresh
+        self.outputs.retry_max = self._retry_max(new.refresh.interval)
         if self.supervisor is not None:
             self.supervisor.cfg = new.exec
         served = self.state.snapshot if self.state.ready else None
         if plan.files:
-            files = FilesOutput(new.files, self.metrics) if new.files else None
+            old, files = self.outputs.get("files"), self._files_output(new.files)
+            # files.dir moved or [files] went: no values stay behind in the old directory.
+            if isinstance(old, FilesOutput) and files is not None:
+                files.replaces(old)  # once the new directory holds the set
             await self.outputs.replace("files", files, served)
+            if isinstance(old, FilesOutput) and files is None:
+                await old.remove_files()
         if plan.notify:
             notify = build_notify(new.notify, self.metrics, self.supervisor)
             await self.outputs.replace("notify", notify, served)
@@ -203,7 +233,12 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> int:
         """Until `stop` is set or, in exec mode, the child exits; returns the exit code."""
-        await self.start()
+        await self.check_files_dir()  # a refusal here ends the run before anything started
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # whatever had started (listeners, tasks) ends here
+            raise
         ends: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
         if self.supervisor is not None:
             ends.append(asyncio.create_task(self.supervisor.wait()))
@@ -218,6 +253,7 @@ class Agent:
     async def once(self) -> CycleResult:
         """One complete load and every output written once (for init containers)."""
         try:
+            await self.check_files_dir()
             return await self.refresher.cycle()
         finally:
             await self.outputs.stop()  # logs each output that fails to stop

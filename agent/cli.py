@@ -17,7 +17,12 @@ from agent.app import Agent
 from agent.config import Config, ConfigError, default_config_path, load_config
 from agent.get_command import run_get
 from agent.logs import setup_logging
-from agent.outputs.files import FilesOutput, TemplateError, TemplateRenderer
+from agent.outputs.files import (
+    FilesOutput,
+    TemplateError,
+    TemplateRenderer,
+    UnsafeDirectoryError,
+)
 from agent.outputs.http import ListenError
 from agent.supervisor import FORWARDED
 
@@ -90,12 +95,19 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
     except ListenError as exc:  # token file or listen address unusable
         print(f"ssm-sidecar: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    except UnsafeDirectoryError as exc:
+        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 def cmd_once(cfg: Config) -> int:
     async def main() -> int:
         agent = Agent(cfg)
-        result = await agent.once()
+        try:
+            result = await agent.once()
+        except UnsafeDirectoryError as exc:
+            print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
         # An init container must not start its app on a partial set: say what was not written.
         problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
         for problem in problems:

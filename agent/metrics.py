@@ -165,6 +165,11 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.files_write_failing = Gauge(
+            p + "files_write_failing",
+            "1 while the latest set could not be written to files.dir (retried until it is)",
+            registry=r,
+        )
         self.output_failures = Counter(
             p + "output_failures",
             "Publishes an output (http, files, notify, ...) failed with an unexpected error",

@@ -24,7 +24,9 @@ from agent.state import AgentState
 
 log = structlog.get_logger(__name__)
 
-Publisher = Callable[[Snapshot, Change, bool], Awaitable[None]]
+# Returns False when the snapshot is held back (a serving output such as the files did not get
+# it): the publisher then marks the agent ready itself once it is delivered.
+Publisher = Callable[[Snapshot, Change, bool], Awaitable[bool | None]]
 MIN_DELAY = 0.05
 
 
@@ -169,11 +171,12 @@ class Refresher:
             return CycleResult(True, False, change, tuple(errors), "required parameters missing")
         self.state.record_success()
         self.metrics.last_refresh_success.set(time.time())
+        held = False
         if change or first:
             # On the first load the publisher marks the agent ready once the values are
             # served and written, before anyone (exec child, signal, systemd) is told.
-            await self._publish(self.state.snapshot, change, first)
-        if first:
+            held = await self._publish(self.state.snapshot, change, first) is False
+        if first and not held:
             self.mark_ready()
         return CycleResult(True, True, change, tuple(errors))
 

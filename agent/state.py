@@ -1,17 +1,52 @@
 """The agent's shared, observable state: the current snapshot and the health facts about it.
 
-Only the refresher writes it; outputs read it. Waiters (long-polls) are woken on every swap.
+The refresher writes the snapshot and the refresh facts; the files output keeps its own
+FilesStatus up to date; everything else only reads. Waiters (long-polls) are woken on every swap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.results import ParameterError
 from agent.snapshot import Snapshot
+
+
+@dataclass(slots=True)
+class FilesStatus:
+    """The files output's writes, kept up by that output and shown by /healthz.
+
+    Only paths and OS reasons, never a value.
+    """
+
+    dir: str
+    last_written: float | None = None  # unix time the last set was swapped in
+    failing_since: float | None = None  # the first failed write of the current run of failures
+    failures: int = 0  # failed writes in a row
+    error: str | None = None  # why the last write failed
+
+    @property
+    def state(self) -> str:
+        """`failing`, `ok` (the latest set is on disk) or `pending` (nothing written yet)."""
+        if self.failures:
+            return "failing"
+        return "pending" if self.last_written is None else "ok"
+
+    def record_written(self) -> None:
+        self.last_written = time.time()
+        self.failing_since = None
+        self.failures = 0
+        self.error = None
+
+    def record_failed(self, reason: str) -> None:
+        if not self.failures:
+            self.failing_since = time.time()
+        self.failures += 1
+        self.error = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +57,7 @@ class Health:
     last_error: str | None
     consecutive_failures: int
     parameter_errors: tuple[ParameterError, ...]
+    files: FilesStatus | None = None  # a copy; None without [files]
 
 
 class AgentState:
@@ -33,6 +69,8 @@ class AgentState:
         self.last_error: str | None = None
         self.consecutive_failures = 0
         self.parameter_errors: tuple[ParameterError, ...] = ()
+        #: The files output's status object (it writes it; the agent puts it here), or None.
+        self.files: FilesStatus | None = None
         self._swapped = asyncio.Condition()
         # Called synchronously on every swap, before any waiter or output sees the new snapshot.
         self.on_swap: list[Callable[[Snapshot], None]] = []
@@ -45,6 +83,7 @@ class AgentState:
             self.last_error,
             self.consecutive_failures,
             self.parameter_errors,
+            None if self.files is None else dataclasses.replace(self.files),
         )
 
     async def swap(self, snapshot: Snapshot) -> None:

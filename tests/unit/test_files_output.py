@@ -17,6 +17,7 @@ import structlog
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
+from agent.outputs.base import NotDelivered
 from agent.outputs.files.output import FilesOutput
 from agent.snapshot import Change, Parameter, Snapshot
 
@@ -135,9 +136,12 @@ async def test_owner_and_group_set_and_the_app_user_can_read(world_traversable_d
     h = Harness(world_traversable_dir / "params", uid=uid, gid=gid, mode="0400", dir_mode="0500")
     await h.publish(param("/app/db/url", SECRET), param("/app/x", "y"), first=True)
     data = h.dir / os.readlink(h.dir / "..data")
-    for path in [h.dir, data, data / "db", data / "db" / "url", data / "x"]:
+    for path in [data, data / "db", data / "db" / "url", data / "x"]:
         st = os.stat(path)
         assert (st.st_uid, st.st_gid) == (uid, gid), path
+    # files.dir stays the agent's (its owner could swap ..data); the app's uid may only search it.
+    st = os.stat(h.dir)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), gid, 0o511)
     assert stat.S_IMODE(os.stat(data / "db").st_mode) == 0o500
     assert stat.S_IMODE(os.stat(data / "db" / "url").st_mode) == 0o400
     # The application's user reads through the top-level symlink; another user cannot.
@@ -352,7 +356,7 @@ async def test_a_failed_swap_keeps_the_previous_set_and_leaves_no_debris(h: Harn
     await h.publish(param("/app/k", "one"), first=True)
     good = h.sets()
     (h.dir / "..data_tmp").mkdir()  # in the way of the swap: a real fault, no mocks
-    with structlog.testing.capture_logs() as logs:
+    with structlog.testing.capture_logs() as logs, pytest.raises(NotDelivered):
         await h.publish(param("/app/k", "two", version=2))
     assert (h.dir / "k").read_bytes() == b"one"
     assert h.sets() == good
@@ -367,7 +371,8 @@ async def test_a_failed_swap_keeps_the_previous_set_and_leaves_no_debris(h: Harn
 async def test_an_unwritable_dir_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     h = Harness(tmp_path / "file" / "params")
-    await h.publish(param("/app/k", "v"), first=True)
+    with pytest.raises(NotDelivered):  # the chain holds the tellers back and retries
+        await h.publish(param("/app/k", "v"), first=True)
     assert h.errors("write") == 1
     assert "set not written" in h.output.problems[0]
     assert not (tmp_path / "file").is_dir()

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agent.metrics import Metrics
 from agent.outputs.http.context import Route, error_response, json_response
 from agent.results import ParameterError
-from agent.state import AgentState, Health
+from agent.state import AgentState, FilesStatus, Health
 
 
 def _rfc3339(unix: float | None) -> str | None:
@@ -34,6 +34,19 @@ def health_body(health: Health, parameters: int, now: float, secrets: int = 0) -
         "consecutive_failures": health.consecutive_failures,
         "last_error": health.last_error,
         "errors": [_error(e) for e in health.parameter_errors],
+        "files": None if health.files is None else files_body(health.files),
+    }
+
+
+def files_body(files: FilesStatus) -> dict[str, object]:
+    """The files output's last write: `ok`, `failing` (and why) or `pending` (none yet)."""
+    return {
+        "dir": files.dir,
+        "state": files.state,
+        "last_written": _rfc3339(files.last_written),
+        "failing_since": _rfc3339(files.failing_since),
+        "consecutive_failures": files.failures,
+        "error": files.error,
     }
 
 
