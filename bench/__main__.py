@@ -24,6 +24,7 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "backend_cost": "bench.backend_cost",
     "herd": "bench.herd",
+    "peers": "bench.peers",
 }
 
 
