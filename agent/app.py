@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from agent.children import reap_forever
-from agent.config import Config, FilesConfig
+from agent.config import Config, FilesConfig, where_configured
 from agent.logs import redactor
 from agent.metrics import Metrics
 from agent.outputs.base import Output
@@ -131,6 +131,9 @@ class Agent:
             refresh=self.refresher.refresh_now,
             on_demand=on_demand.get,
             interval=interval,
+            on_demand_version=on_demand.get_version,
+            # self.cfg at call time: a reload may change [[parameters]].
+            configured=lambda name: where_configured(self.cfg.parameters, name),
         )
 
     async def _fetch_on_demand(self, name: str) -> Parameter | None:

@@ -30,6 +30,8 @@ from agent.durations import format_duration, parse_duration
 from agent.snapshot import AWSCURRENT, SECRETS_MANAGER_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/ssm-sidecar/config.toml"
+#: Values of http.aws_protocols this version serves.
+AWS_PROTOCOLS = ("ssm", "secretsmanager")
 CONFIG_ENV = "SSM_SIDECAR_CONFIG"
 
 
@@ -313,8 +315,10 @@ class HttpConfig(Section):
     on_demand_prefixes: tuple[str, ...] = ()
     max_concurrency: int = Field(default=256, ge=1)
     sdk_access_key_ids: tuple[str, ...] = ()
-    # AWS SDK protocols answered on `POST /` besides SSM's: "secretsmanager" (off by default).
-    aws_protocols: tuple[Literal["ssm", "secretsmanager"], ...] = ()
+    # The AWS SDK protocols answered on `POST /` (off by default: SDKs cannot send the token).
+    aws_protocols: tuple[str, ...] = ()
+    # When set, every route of the API listener answers only connections from these uids.
+    allowed_uids: tuple[int, ...] | None = None
     # Only /ping, /healthz, /readyz and /metrics (no value, no token): may bind any address,
     # so Prometheus and kubelet probes can reach them from outside the pod.
     ops_listen: str | None = None
@@ -344,6 +348,36 @@ class HttpConfig(Section):
             if not (key.isascii() and key.isalnum()):
                 raise ValueError(f"{key!r} is not an access key id (letters and digits only)")
         return v
+
+    @field_validator("aws_protocols")
+    @classmethod
+    def _aws_protocols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in AWS_PROTOCOLS:
+                raise ValueError(f"{name!r} is not a protocol; choose from {list(AWS_PROTOCOLS)}")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("allowed_uids")
+    @classmethod
+    def _uids(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must list at least one uid (leave the key out to admit every uid)")
+        for uid in v:
+            if not 0 <= uid < 2**32 - 1:
+                raise ValueError(f"{uid} is not a uid")
+        return v
+
+    @model_validator(mode="after")
+    def _sdk_needs_uids(self) -> HttpConfig:
+        if self.aws_protocols and self.allowed_uids is None and not self.listen.startswith("unix:"):
+            raise ValueError(
+                "allowed_uids: required when http.aws_protocols is set on a TCP listener: SDK "
+                "requests carry no token, so only the uids listed here may read (e.g. [1000], "
+                "the `id -u` of the app's user); or listen on a unix socket"
+            )
+        return self
 
 
 class BundleConfig(Section):
@@ -552,6 +586,20 @@ def entry_key(entry: ParameterEntry) -> str:
     if entry.alias:
         return entry.alias
     return entry.name.lstrip("/")
+
+
+def where_configured(parameters: tuple[ParameterEntry, ...], name: str) -> str | None:
+    """The [[parameters]] entry that asks for `name` (`path /app`, `name /app/x`), or None."""
+    slashed = "/" + name.lstrip("/")
+    for entry in parameters:
+        if entry.name is not None and slashed == "/" + entry.name.lstrip("/"):
+            return f"name {entry.name}"
+        if entry.path is not None:
+            prefix = entry.path.rstrip("/") + "/"
+            rest = slashed[len(prefix) :]
+            if slashed.startswith(prefix) and (entry.is_recursive or "/" not in rest):
+                return f"path {entry.path}"
+    return None
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -310,12 +311,34 @@ def find_served(snapshot: Snapshot, name: str) -> Parameter | None:
     return p
 
 
+def version_number(text: str) -> int | None:
+    """`"3"` -> 3; None for anything that is not ASCII digits (`"²"` is a digit to
+    str.isdigit() but not to int(); SSM versions are plain decimal numbers)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,100}", re.ASCII)
+
+
+def selector_problem(selector: str) -> str | None:
+    """Why `selector` (":3", ":label") can name no version, or None when it can."""
+    tail = selector[1:]
+    if not tail:
+        return "an empty selector after ':' (a version number or label)"
+    if tail.isascii() and tail.isdigit():
+        return None
+    if _LABEL.fullmatch(tail) is None:
+        return f"{tail!r} is neither a version number nor a label (letters, digits, . _ -)"
+    return None
+
+
 def matches_selector(p: Parameter, selector: str | None) -> bool:
     """True when the served parameter is what `selector` (":3" or ":label") asks for."""
     if selector is None or selector == p.selector:
         return True
-    tail = selector[1:]
-    return tail.isdigit() and int(tail) == p.version
+    return version_number(selector[1:]) == p.version
 
 
 def find_secret(snapshot: Snapshot, secret_id: str) -> list[Secret]:

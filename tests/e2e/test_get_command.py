@@ -54,7 +54,7 @@ def test_get_prints_the_raw_value_and_fails_clearly(
         assert unknown.stdout == b""
         message = one_line(unknown.stderr)
         assert message.startswith("ssm-sidecar: get: /e2e/nothing")
-        assert "outside the agent's configured set" in message
+        assert "was not found in the parameter source" in message  # under path /e2e
 
         (tmp_path / "wrong").write_text("not-the-token")
         refused = get("/e2e/secret", "-c", str(config), "--token-file", str(tmp_path / "wrong"))

@@ -26,6 +26,7 @@ def write_config(tmp_path: Path, moto_url: str, port: int) -> Path:
         '[[parameters]]\npath = "/cli"\n'
         '[refresh]\ninterval = "1h"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_file = "run/token"\n'
+        f'aws_protocols = ["ssm"]\nallowed_uids = [{os.getuid()}]\n'
         '[log]\nformat = "json"\n'
     )
     return config

@@ -34,7 +34,7 @@ def write_config(tmp_path: Path, moto_url: str, port: int) -> Path:
         '[[secrets]]\nprefix = "shared/"\n'
         '[refresh]\ninterval = "1h"\n'
         f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_file = "run/token"\n'
-        'aws_protocols = ["secretsmanager"]\n'
+        f'aws_protocols = ["secretsmanager"]\nallowed_uids = [{os.getuid()}]\n'
         '[log]\nformat = "json"\n'
     )
     return config

@@ -14,8 +14,8 @@ from agent.config import Config
 from tests.support.agents import ssm_config
 from tests.support.http_api import (
     ApiClient,
-    http_section,
     metric_value,
+    sdk_http_section,
     serving,
 )
 from tests.support.moto import REGION
@@ -35,7 +35,9 @@ BODY = '{"Name": "/guard/secret", "WithDecryption": true}'
 
 
 def config(moto_url: str, tmp_path: Path, **http: Any) -> Config:
-    return ssm_config(moto_url, [{"path": "/guard"}], tmp_path, http=http_section(tmp_path, **http))
+    return ssm_config(
+        moto_url, [{"path": "/guard"}], tmp_path, http=sdk_http_section(tmp_path, **http)
+    )
 
 
 async def post(client: ApiClient, headers: dict[str, str], body: str = BODY) -> Any:
@@ -146,7 +148,7 @@ async def test_unix_socket_listener_answers_without_host_check(
         [{"path": "/guard"}],
         tmp_path,
         http={
-            **http_section(tmp_path),
+            **sdk_http_section(tmp_path),
             "listen": f"unix:{tmp_path / 'run' / 'agent.sock'}",
         },
     )

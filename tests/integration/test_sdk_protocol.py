@@ -23,7 +23,7 @@ from agent.app import Agent
 from agent.config import Config
 from tests.support.agents import agent_for, ssm_config
 from tests.support.fault_proxy import FaultProxy
-from tests.support.http_api import http_section
+from tests.support.http_api import sdk_http_section
 from tests.support.moto import boto3_client
 from tests.support.waiting import wait_until
 
@@ -94,7 +94,7 @@ def app_config(
         [{"path": "/app"}, {"name": "/pinned/db", "label": "stable"}],
         tmp_path,
         interval=interval,
-        http=http_section(tmp_path, **http),
+        http=sdk_http_section(tmp_path, **http),
     )
 
 
@@ -155,9 +155,10 @@ def test_get_parameters_mixed_known_and_unknown(
         assert sorted(got["Parameters"], key=lambda p: p["Name"]) == sorted(
             want["Parameters"], key=lambda p: p["Name"]
         )
-        # Version 2 exists in SSM, but the agent holds version 3 and has no on-demand prefix.
+        # Version 2 exists in SSM while the agent holds version 3: fetched, as SSM answers it.
         got = strip(ours.get_parameters(Names=["/app/versioned:2"]))
-        assert got == {"Parameters": [], "InvalidParameters": ["/app/versioned:2"]}
+        assert [p.pop("Selector") for p in got["Parameters"]] == [":2"]
+        assert got == strip(seeded.get_parameters(Names=["/app/versioned:2"]))
         ours.close()
 
 
@@ -167,7 +168,7 @@ def test_paginator_over_250_parameters(ssm: Any, fault_proxy: FaultProxy, tmp_pa
     for i, name in enumerate(names):
         kind = "SecureString" if i % 7 == 0 else "String"
         ssm.put_parameter(Name=name, Value=f"value {i}", Type=kind)
-    cfg = ssm_config(fault_proxy.url, [{"path": "/big"}], tmp_path, http=http_section(tmp_path))
+    cfg = ssm_config(fault_proxy.url, [{"path": "/big"}], tmp_path, http=sdk_http_section(tmp_path))
     with agent_thread(cfg):
         ours = boto3_client("ssm", agent_url(cfg), config=NO_RETRIES)
         for kwargs in (
@@ -204,7 +205,9 @@ def test_describe_parameters_lists_metadata_without_values(
     for i in range(23):
         kind = ("String", "StringList", "SecureString")[i % 3]
         ssm.put_parameter(Name=f"/desc/p{i:02d}", Value=f"value-{i}", Type=kind)
-    cfg = ssm_config(fault_proxy.url, [{"path": "/desc"}], tmp_path, http=http_section(tmp_path))
+    cfg = ssm_config(
+        fault_proxy.url, [{"path": "/desc"}], tmp_path, http=sdk_http_section(tmp_path)
+    )
     with agent_thread(cfg):
         ours = boto3_client("ssm", agent_url(cfg), config=NO_RETRIES)
         pages = list(ours.get_paginator("describe_parameters").paginate())
@@ -298,7 +301,7 @@ def test_served_reads_make_no_call_and_values_stay_current(
         [{"path": "/live"}],
         tmp_path,
         interval="500ms",
-        http=http_section(tmp_path),
+        http=sdk_http_section(tmp_path),
     )
     with agent_thread(cfg) as agent:
         ours = boto3_client("ssm", agent_url(cfg), config=NO_RETRIES)

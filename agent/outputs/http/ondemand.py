@@ -1,6 +1,10 @@
 """Names outside [[parameters]] but under http.on_demand_prefixes: fetched on first request.
 
-Each answer (a parameter, or "does not exist") is kept for one refresh interval. Concurrent
+`get_version` fetches, the same way, another version or label of a name the agent serves
+(`name:1` while it holds version 2): the caller checks that the name is served.
+
+Each answer (a parameter, or "does not exist") is kept for one refresh interval, at most
+`max_entries` names (both kinds together). Concurrent
 requests for one name that is not cached make a single source call.
 Source failures are not cached: the next request tries again.
 """
@@ -57,6 +61,10 @@ class OnDemandCache:
         Raises what the source raises (SourceError) when the source cannot answer."""
         if not self.covers(name):
             return None
+        return await self.get_version(name)
+
+    async def get_version(self, name: str) -> Parameter | None:
+        """Like `get`, without the prefix rule: for `name:selector` of a name the agent serves."""
         entry = self._entries.get(name)
         if entry is not None and entry.expires > self._clock():
             return entry.parameter

@@ -1,12 +1,15 @@
 """The localhost HTTP API as an Output: it serves AgentState.snapshot per request.
 
-A guard wraps every route (in this order): X-Forwarded-For refused (400), unknown path (404) or
-method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503); it
-renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
+A guard wraps every route (in this order): the connecting uid when http.allowed_uids is set
+(403, `peers.py`), X-Forwarded-For / Forwarded refused (400), on TCP a Host header that names no
+loopback address (403), unknown path (404) or method (405), token (401 missing / 403 wrong), the
+concurrency cap (429), readiness (503); it renders every error as `{"__type", "message"}` JSON
+and counts each answer by route template.
 
 Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda extension, v1) plus
-those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`). Without a
-factory that serves `POST /`, it answers a JSON 400 saying the protocol is not enabled.
+those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`) when
+http.aws_protocols lists "ssm" or "secretsmanager". Without a factory that serves `POST /`, it
+answers a JSON 400 saying the protocol is off.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from agent.metrics import Metrics
 from agent.outputs.http.context import (
     TOKEN_HEADER,
     ApiError,
+    Configured,
     Handler,
     HttpContext,
     OnDemand,
@@ -32,8 +36,11 @@ from agent.outputs.http.context import (
     Route,
     RouteFactory,
     error_response,
+    not_ready_message,
 )
 from agent.outputs.http.listen import Listener, ListenError
+from agent.outputs.http.origin import host_refusal, loopback_host_header, proxy_refusal
+from agent.outputs.http.peers import PeerGuard
 from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, secrets_manager, v1
 from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
@@ -55,7 +62,8 @@ async def _sdk_protocol_missing(request: web.Request) -> web.StreamResponse:
     raise ApiError(
         400,
         "UnknownOperationException",
-        "the AWS SDK protocol (POST / with X-Amz-Target) is not enabled in this agent",
+        "the AWS SDK protocol (POST / with X-Amz-Target) is not enabled in this agent; turn it on "
+        'with http.aws_protocols = ["ssm"] (see docs/adopt-without-code-changes.md)',
     )
 
 
@@ -68,30 +76,45 @@ class Guard:
     """
 
     def __init__(
-        self, state: AgentState, token: TokenCheck, metrics: Metrics, max_concurrency: int
+        self,
+        state: AgentState,
+        token: TokenCheck,
+        metrics: Metrics,
+        max_concurrency: int,
+        *,
+        peers: PeerGuard | None = None,
+        check_host: bool = True,
     ) -> None:
         self._state = state
         self._token = token
         self._max = max_concurrency
         self.in_flight = 0
         self._requests = metrics.http
+        self._peers = peers
+        self._check_host = check_host
 
     def wrap(self, route: Route) -> Handler:
         """`route.handler` behind the guards `route` asks for, counted under `route.label`."""
         handler, label = route.handler, route.label
         needs_token, needs_ready, capped = route.needs_token, route.needs_ready, route.capped
         observe = self._requests.observe
+        peers, check_host = self._peers, self._check_host
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             try:
+                if peers is not None:
+                    await peers.admit(request.transport)
                 headers = request.headers
                 if "X-Forwarded-For" in headers:
-                    raise ApiError(
-                        400,
-                        "ValidationException",
-                        "requests relayed by a proxy (X-Forwarded-For) are refused",
-                    )
+                    raise proxy_refusal("X-Forwarded-For")
+                if "Forwarded" in headers:
+                    raise proxy_refusal("Forwarded")
+                if check_host:
+                    host = headers.get("Host")
+                    # No Host at all is an HTTP/1.0 tool, not a browser.
+                    if host is not None and not loopback_host_header(host):
+                        raise host_refusal(host)
                 if needs_token:
                     presented = headers.get(TOKEN_HEADER)
                     if presented is None:
@@ -114,9 +137,7 @@ class Guard:
                     self.in_flight += 1
                     try:
                         if needs_ready and not self._state.ready:
-                            raise ApiError(
-                                503, "NotReady", "the first complete load has not finished yet"
-                            )
+                            raise ApiError(503, "NotReady", not_ready_message(self._state))
                         response = await handler(request)
                     finally:
                         self.in_flight -= 1
@@ -164,8 +185,14 @@ def build_app(
     token: TokenCheck,
     max_concurrency: int,
     route_factories: Sequence[RouteFactory] = (),
+    *,
+    peers: PeerGuard | None = None,
+    check_host: bool = True,
 ) -> web.Application:
-    """The aiohttp application: built-in routes, then those of `route_factories`."""
+    """The aiohttp application: built-in routes, then those of `route_factories`.
+
+    `peers` admits only listed uids on every route; `check_host` refuses a Host header that
+    names no loopback address (meaningless on a unix socket)."""
     wanted: list[Route] = [
         *ops.routes(ctx.state, metrics),
         *lambda_extension.routes(ctx),
@@ -177,7 +204,7 @@ def build_app(
     if not any((r.method, r.path) == ("POST", "/") for r in wanted):
         wanted.append(Route("POST", "/", _sdk_protocol_missing, needs_token=False))
 
-    guard = Guard(ctx.state, token, metrics, max_concurrency)
+    guard = Guard(ctx.state, token, metrics, max_concurrency, peers=peers, check_host=check_host)
     by_path: dict[str, list[Route]] = {}
     for r in wanted:
         by_path.setdefault(r.path, []).append(r)
@@ -207,15 +234,30 @@ class HttpServer:
         on_demand: OnDemand,
         interval: float,
         route_factories: Sequence[RouteFactory] | None = None,
+        on_demand_version: OnDemand | None = None,
+        configured: Configured | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
+        self.ctx = HttpContext(
+            state,
+            refresh,
+            on_demand,
+            cfg.on_demand_prefixes,
+            interval,
+            on_demand_version=on_demand_version,
+            configured=configured,
+        )
         if route_factories is None:
-            route_factories = (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
+            route_factories = (
+                (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
+                if cfg.aws_protocols
+                else ()
+            )
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
         self._listener = Listener("http.listen", cfg.listen)
+        self._peers: PeerGuard | None = None
 
     @property
     def in_flight(self) -> int:
@@ -231,12 +273,17 @@ class HttpServer:
             token = load_or_create_token(self.cfg.token_file)
         except TokenError as exc:
             raise HttpStartError(f"http.token_file: {exc}") from None
+        on_unix = self.cfg.listen.startswith("unix:")
+        if self.cfg.allowed_uids is not None:
+            self._peers = PeerGuard(self.cfg.allowed_uids)
         app = build_app(
             self.ctx,
             self.metrics,
             TokenCheck(token),
             self.cfg.max_concurrency,
             self._route_factories,
+            peers=self._peers,
+            check_host=not on_unix,
         )
         # handler_cancellation: a client that hangs up frees its slot at once (a long-poll
         # would otherwise hold it until its wait ends). Shared work (a refresh, an on-demand
@@ -265,3 +312,6 @@ class HttpServer:
         if runner is not None:
             await runner.cleanup()
         self._listener.close()
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None
