@@ -14,7 +14,7 @@ import structlog
 
 from agent import __version__
 from agent.app import Agent
-from agent.config import Config, ConfigError, default_config_path, load_config
+from agent.config import Config, ConfigError, load_given_config
 from agent.get_command import run_get
 from agent.logs import setup_logging
 from agent.outputs.files import (
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str | None) -> Config:
-    return load_config(path or default_config_path())
+    return load_given_config(path)
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
