@@ -409,6 +409,8 @@ class ExecConfig(Section):
     on_change: Literal["signal", "restart", "none"] = "signal"
     env: bool = False
     stop_timeout: Duration = 10.0
+    # The agent's AWS credential variables reach the child only when asked for (least privilege).
+    pass_aws_credentials: bool = False
 
     @model_validator(mode="after")
     def _env_needs_restart(self) -> ExecConfig:
