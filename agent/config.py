@@ -385,6 +385,16 @@ class FilesConfig(Section):
     gid: int | None = Field(default=None, ge=0)
     bundle: tuple[BundleConfig, ...] = ()
     template: tuple[TemplateConfig, ...] = ()
+    # Per render of each template: past either, the render stops and the previous output stays.
+    template_timeout: Duration = 2.0
+    template_max_bytes: int = Field(default=1 << 20, ge=1)
+
+    @field_validator("template_timeout")
+    @classmethod
+    def _timeout_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be more than 0")
+        return v
 
 
 class NotifyConfig(Section):
