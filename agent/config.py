@@ -575,7 +575,8 @@ def _file_path_problems(cfg: Config) -> list[tuple[str, str]]:
     """The paths under files.dir known before any value: those the files output would refuse.
 
     The same order and rules as the files output: bundles, then templates, then the keys of
-    `name` entries; a path that is unsafe, or clashes with one claimed before it, is refused.
+    `name` entries and of `[[secrets]]` ids; a path that is unsafe, or clashes with one claimed
+    before it, is refused.
     """
     assert cfg.files is not None
     claims: list[tuple[str, str, str]] = []  # (config key, path, what it is)
@@ -587,6 +588,10 @@ def _file_path_problems(cfg: Config) -> list[tuple[str, str]]:
         if e.name is not None:
             field = "alias" if e.alias else "name"
             claims.append((f"parameters[{i}].{field}", entry_key(e), f"parameters[{i}]"))
+    for i, s in enumerate(cfg.secrets):
+        if s.id is not None and (s.alias or not s.is_arn):
+            field = "alias" if s.alias else "id"
+            claims.append((f"secrets[{i}].{field}", secret_key(s, s.id), f"secrets[{i}]"))
     problems: list[tuple[str, str]] = []
     files: dict[str, str] = {}
     dirs: dict[str, str] = {}

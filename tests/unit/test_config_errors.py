@@ -270,6 +270,13 @@ def test_paths_refused_at_run_time_are_refused_by_check(
         assert word in problems[0][1], problems
 
 
+def test_a_secret_key_refused_at_run_time_is_refused_by_check() -> None:
+    text = '[[secrets]]\nid = "prod/db"\nalias = "../db"\n' + FILES
+    assert _problems(text) == [
+        ("secrets[0].alias", "'../db' has a '..' path segment (a path under files.dir)")
+    ]
+
+
 def test_an_alias_is_not_a_path_without_files() -> None:
     cfg = parse_config(tomllib.loads('[[parameters]]\nname = "/a/b"\nalias = "../odd"\n'), "c.toml")
     assert cfg.parameters[0].alias == "../odd"
