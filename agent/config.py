@@ -6,11 +6,16 @@ Relative paths in the file are resolved against the directory of the config file
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import ipaddress
+import json
 import os
 import re
 import signal
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +32,7 @@ from pydantic import (
 )
 
 from agent.durations import format_duration, parse_duration
+from agent.keys import path_problem
 from agent.snapshot import AWSCURRENT, SECRETS_MANAGER_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/ssm-sidecar/config.toml"
@@ -413,6 +419,16 @@ class FilesConfig(Section):
     gid: int | None = Field(default=None, ge=0)
     bundle: tuple[BundleConfig, ...] = ()
     template: tuple[TemplateConfig, ...] = ()
+    # Per render of each template: past either, the render stops and the previous output stays.
+    template_timeout: Duration = 2.0
+    template_max_bytes: int = Field(default=1 << 20, ge=1)
+
+    @field_validator("template_timeout")
+    @classmethod
+    def _timeout_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be more than 0")
+        return v
 
 
 class NotifyConfig(Section):
@@ -437,6 +453,8 @@ class ExecConfig(Section):
     on_change: Literal["signal", "restart", "none"] = "signal"
     env: bool = False
     stop_timeout: Duration = 10.0
+    # The agent's AWS credential variables reach the child only when asked for (least privilege).
+    pass_aws_credentials: bool = False
 
     @model_validator(mode="after")
     def _env_needs_restart(self) -> ExecConfig:
@@ -519,8 +537,15 @@ def _cross_checks(cfg: Config) -> list[tuple[str, str]]:
         if not bundle.prefix.startswith("/"):
             problems.append((f"files.bundle[{i}].prefix", f"{bundle.prefix!r} must start with /"))
     if not cfg.parameters and not cfg.secrets:
-        problems.append(("parameters", "required key is missing (or give [[secrets]])"))
+        problems.append(
+            (
+                "parameters",
+                "required key is missing: add at least one [[parameters]] (or [[secrets]]) table",
+            )
+        )
     problems.extend(_secret_checks(cfg, seen_keys))
+    if cfg.files is not None:
+        problems.extend(_file_path_problems(cfg))
     return problems
 
 
@@ -580,6 +605,55 @@ def _secret_checks(cfg: Config, parameter_keys: dict[str, int]) -> list[tuple[st
     return problems
 
 
+def _file_path_problems(cfg: Config) -> list[tuple[str, str]]:
+    """The paths under files.dir known before any value: those the files output would refuse.
+
+    The same order and rules as the files output: bundles, then templates, then the keys of
+    `name` entries and of `[[secrets]]` ids; a path that is unsafe, or clashes with one claimed
+    before it, is refused.
+    """
+    assert cfg.files is not None
+    claims: list[tuple[str, str, str]] = []  # (config key, path, what it is)
+    for i, b in enumerate(cfg.files.bundle):
+        claims.append((f"files.bundle[{i}].path", b.path, f"files.bundle[{i}]"))
+    for i, t in enumerate(cfg.files.template):
+        claims.append((f"files.template[{i}].path", t.path, f"files.template[{i}]"))
+    for i, e in enumerate(cfg.parameters):
+        if e.name is not None:
+            field = "alias" if e.alias else "name"
+            claims.append((f"parameters[{i}].{field}", entry_key(e), f"parameters[{i}]"))
+    for i, s in enumerate(cfg.secrets):
+        if s.id is not None and (s.alias or not s.is_arn):
+            field = "alias" if s.alias else "id"
+            claims.append((f"secrets[{i}].{field}", secret_key(s, s.id), f"secrets[{i}]"))
+    problems: list[tuple[str, str]] = []
+    files: dict[str, str] = {}
+    dirs: dict[str, str] = {}
+    for key, path, what in claims:
+        problem = path_problem(path) or _path_clash(path, files, dirs)
+        if problem is not None:
+            problems.append((key, f"{path!r} {problem} (a path under files.dir)"))
+            continue
+        files[path] = what
+        segments = path.split("/")
+        for n in range(1, len(segments)):
+            dirs.setdefault("/".join(segments[:n]), what)
+    return problems
+
+
+def _path_clash(path: str, files: dict[str, str], dirs: dict[str, str]) -> str | None:
+    if path in files:
+        return f"is also the path of {files[path]}"
+    if path in dirs:
+        return f"is a directory holding {dirs[path]}"
+    segments = path.split("/")
+    for n in range(1, len(segments)):
+        parent = "/".join(segments[:n])
+        if parent in files:
+            return f"needs {parent!r} as a directory, but it is the path of {files[parent]}"
+    return None
+
+
 def entry_key(entry: ParameterEntry) -> str:
     """The key of a `name` entry: its alias, else the name without its leading slash."""
     assert entry.name is not None
@@ -614,14 +688,154 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _toml_kind(value: Any) -> str:
+    """What a TOML value is, in the words of the TOML spec."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        tables = bool(value) and all(isinstance(v, dict) for v in value)
+        return "an array of tables" if tables else "an array"
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    return "a value of another kind"
+
+
+def _toml_literal(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str | int | float) else _toml_kind(value)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X; `Annotated[X, ...]` -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _field_at(loc: tuple[int | str, ...]) -> tuple[Any, type[BaseModel] | None]:
+    """(the annotation at `loc`, the model holding it) by walking the Config models."""
+    annotation: Any = Config
+    owner: type[BaseModel] | None = None
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(part, int):
+            if typing.get_origin(annotation) is tuple:
+                annotation = typing.get_args(annotation)[0]
+                continue
+            return None, None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None, None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None, annotation
+        owner, annotation = annotation, field.annotation
+    return _unwrap(annotation), owner
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _table_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc if isinstance(p, str))
+
+
+def _array_words(element: Any) -> str:
+    words = {str: "strings", int: "integers", Path: "paths (strings)"}
+    return words.get(_unwrap(element), "values")
+
+
+def _keys_of(model: type[BaseModel] | None) -> list[str]:
+    if model is None:
+        return []
+    return [name for name, f in model.model_fields.items() if not f.exclude]
+
+
+def _phrase(err: dict[str, Any]) -> str | None:
+    """pydantic's error in the words of the TOML file, or None to keep pydantic's message."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    got = _toml_kind(err.get("input"))
+    ctx = err.get("ctx") or {}
+    annotation = _field_at(loc)[0]
+    if kind == "extra_forbidden":
+        parent_owner = _field_at(loc[:-1])[0] if loc else None
+        close = difflib.get_close_matches(str(loc[-1]), _keys_of(parent_owner), n=1)
+        return "unknown key" + (f' (did you mean "{close[0]}"?)' if close else "")
+    if kind == "missing":
+        if loc == ("parameters",):
+            return "required key is missing: add at least one [[parameters]] table"
+        return "required key is missing"
+    if kind in ("tuple_type", "list_type"):
+        element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else None
+        if _is_section(element):
+            name = _table_name(loc)
+            text = f"must be an array of tables ([[{name}]]), got {got}"
+            if got == "a table":
+                text += f" ([{name}]); write each entry as [[{name}]]"
+            return text
+        return f'must be an array of {_array_words(element)} such as ["a", "b"], got {got}'
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if loc and isinstance(loc[-1], int):
+            return f"must be a table ([[{_table_name(loc)}]] entry), got {got}"
+        return f"must be a table ([{_table_name(loc)}]), got {got}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be an integer, got {got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false (a TOML boolean, no quotes), got {got}"
+    if kind == "string_type":
+        return f"must be a string (in quotes), got {got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number, got {got}"
+    if kind == "path_type":
+        return f"must be a path (a string), got {got}"
+    if kind == "literal_error":
+        choices = typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
+        if choices:
+            listed = " or ".join(json.dumps(c) for c in choices)
+            return f"must be {listed}, got {_toml_literal(err.get('input'))}"
+    bounds = {
+        "greater_than_equal": ("ge", "must be at least"),
+        "less_than_equal": ("le", "must be at most"),
+        "greater_than": ("gt", "must be more than"),
+        "less_than": ("lt", "must be less than"),
+    }
+    if kind in bounds and bounds[kind][0] in ctx:
+        key, words = bounds[kind]
+        return f"{words} {ctx[key]}"
+    if kind == "too_short":
+        element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else None
+        if _is_section(element) and ctx.get("min_length") == 1:
+            return f"at least one [[{_table_name(loc)}]] table is required"
+        return f"must hold at least {ctx.get('min_length', 1)} item(s)"
+    return None
+
+
 def _reason(err: dict[str, Any]) -> tuple[str, str]:
     key = _loc(tuple(err["loc"]))
-    kind = err["type"]
+    phrased = _phrase(err)
+    if phrased is not None:
+        return key, phrased
     msg = str(err["msg"])
-    if kind == "extra_forbidden":
-        return key, "unknown key"
-    if kind == "missing":
-        return key, "required key is missing"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     # Validators that speak about a sibling key start their message with "key: ".
@@ -629,6 +843,19 @@ def _reason(err: dict[str, Any]) -> tuple[str, str]:
     if sep and head.isidentifier() and err["loc"]:
         return f"{key}.{head}" if key != "(top level)" else head, rest
     return key, msg
+
+
+def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without pydantic's echoes: an array whose only item failed is also "too short"."""
+    locs = [tuple(e["loc"]) for e in errors]
+
+    def echoed(err: dict[str, Any]) -> bool:
+        loc = tuple(err["loc"])
+        return err["type"] == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in locs
+        )
+
+    return [e for e in errors if not echoed(e)]
 
 
 def _resolve(cfg: Config, base: Path) -> Config:
@@ -655,7 +882,8 @@ def parse_config(data: dict[str, Any], file: str = "<memory>", base: Path | None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(file, [_reason(dict(e)) for e in exc.errors()]) from None
+        errors = _relevant([dict(e) for e in exc.errors()])
+        raise ConfigError(file, [_reason(e) for e in errors]) from None
     problems = _cross_checks(cfg)
     if problems:
         raise ConfigError(file, problems)
@@ -663,12 +891,12 @@ def parse_config(data: dict[str, Any], file: str = "<memory>", base: Path | None
     return _resolve(cfg, base if base is not None else Path(file).resolve().parent)
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, not_found: str = "not found") -> Config:
     file = str(path)
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(file, [("(file)", "not found")]) from None
+        raise ConfigError(file, [("(file)", not_found)]) from None
     except OSError as exc:
         raise ConfigError(file, [("(file)", f"cannot be read: {exc.strerror}")]) from None
     try:
@@ -682,3 +910,20 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def default_config_path() -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load_given_config(given: str | None) -> Config:
+    """The config named by -c, else by $SSM_SIDECAR_CONFIG, else the default path; when that
+    is missing, the error says how to name one."""
+    if given:
+        return load_config(given)
+    if os.environ.get(CONFIG_ENV):
+        return load_config(os.environ[CONFIG_ENV], not_found=f"not found (named by ${CONFIG_ENV})")
+    return load_config(
+        DEFAULT_CONFIG_PATH,
+        not_found=(
+            f"not found; name a config with -c CONFIG or ${CONFIG_ENV} "
+            "(config.example.toml in the ssm-sidecar sources is a starting point, "
+            "docs/configuration.md lists every key)"
+        ),
+    )

@@ -2,6 +2,13 @@
 
 Values are never passed to the logger. As a second line of defence, a redactor replaces any
 current secret value that still finds its way into a log event (e.g. inside an exception text).
+
+Records of the standard `logging` module (aiohttp, asyncio, `warnings`) are rendered by the same
+processors, so stderr holds nothing but these lines. Only their warnings and errors are kept,
+whatever `log.level` says (botocore's debug records quote response bodies, watchfiles reports
+every change at info). Their message is the event, scrubbed like any other field; a malformed
+HTTP request (aiohttp logs a traceback) becomes one `http_bad_request` warning naming the peer
+and the parser's complaint.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -22,6 +30,8 @@ LEVELS = {
 REDACTED = "[redacted]"
 MIN_REDACT_LENGTH = 4
 MAX_EXTRA = 4096
+# How much of a parser's complaint about a request is kept (it quotes the client's bytes).
+MAX_PARSER_ERROR = 200
 # Fields that only ever hold names, versions, codes or counts (never free text): not scanned,
 # so that a change event costs the same with 10 or 10,000 values held.
 SAFE_FIELDS = frozenset(
@@ -74,6 +84,10 @@ class Redactor:
         # Longest first, so a value that contains another is scrubbed whole.
         self._values = tuple(sorted(self._served | set(self._extra), key=len, reverse=True))
 
+    def scrub(self, text: str) -> str:
+        """`text` with every known value replaced."""
+        return self._scrub(text) if self._values else text
+
     def _scrub(self, text: str) -> str:
         for v in self._values:
             if v in text:
@@ -114,6 +128,66 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+# Library records below this level are dropped (see the module's docstring).
+FOREIGN_MIN_LEVEL = logging.WARNING
+
+
+def _bad_request(exc_info: Any) -> HttpProcessingError | None:
+    exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    return exc if isinstance(exc, HttpProcessingError) else None
+
+
+def _foreign_record(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A stdlib record: its message scrubbed; a malformed request summed up without traceback."""
+    message = str(event.get("event", ""))
+    exc = _bad_request(event.get("exc_info"))
+    if exc is not None:
+        complaint = next((line for line in str(exc.message).splitlines() if line.strip()), "")
+        event.pop("exc_info", None)
+        event["event"] = "http_bad_request"
+        event["level"] = "warning"
+        event["error"] = f"{type(exc).__name__}: {complaint.strip()}"[:MAX_PARSER_ERROR]
+        if " from " in message:
+            event["peer"] = message.rpartition(" from ")[2]
+        return event
+    event["event"] = redactor.scrub(message)
+    return event
+
+
+class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler this module puts on the root logger (replaced at each setup)."""
+
+
+def _route_stdlib(out: Any, level: str, renderer: Any) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _foreign_record,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler = _StdlibHandler(out)
+    handler.setFormatter(formatter)
+    if LEVELS[level] > logging.WARNING:
+        # A malformed request is logged as a warning (below): not at this level.
+        handler.addFilter(lambda record: _bad_request(record.exc_info) is None)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StdlibHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(LEVELS[level], FOREIGN_MIN_LEVEL))
+    logging.captureWarnings(True)
+
+
 def setup_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     out: Any = stream or _CurrentStderr()
     renderer: Any
@@ -134,3 +208,4 @@ def setup_logging(level: str = "info", fmt: str = "json", stream: TextIO | None 
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(out, level, renderer)

@@ -112,7 +112,7 @@ def test_once_exits_1_naming_what_it_could_not_write(
     assert agent.wait(30) == 1
     stderr = agent.log_text()
     assert "ssm-sidecar: files: template conf/app.conf: UndefinedError" in stderr
-    assert "db/missing" in stderr and SECRET not in stderr
+    assert "UndefinedError at line 1" in stderr and SECRET not in stderr
     # Everything else was still written.
     assert (tmp_path / "params" / "db" / "url").read_bytes() == b"pg://one"
     assert not (tmp_path / "params" / "conf").exists()

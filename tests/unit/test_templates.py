@@ -69,17 +69,17 @@ def test_env_leaves_out_names_that_two_keys_share() -> None:
     assert ctx["params"] == {"x-y": "1", "x_y": "2", "z": "3"}
 
 
-def test_undefined_name_is_an_error_naming_it_and_the_line(tmp_path: Path) -> None:
+def test_undefined_name_is_an_error_with_its_line(tmp_path: Path) -> None:
     r = _renderer(tmp_path, 'a\nb={{ params["db/missing"] }}\n')
     with pytest.raises(TemplateError) as err:
         r.render(_context())
     message = str(err.value)
-    assert "UndefinedError" in message and "line 2" in message and "db/missing" in message
+    assert message == "UndefinedError at line 2: undefined name, attribute or key"
 
 
 def test_undefined_top_level_name_is_an_error(tmp_path: Path) -> None:
     r = _renderer(tmp_path, "{{ nothing_here }}")
-    with pytest.raises(TemplateError, match="'nothing_here' is undefined"):
+    with pytest.raises(TemplateError, match="UndefinedError at line 1: undefined name"):
         r.render(_context())
 
 
@@ -169,10 +169,10 @@ def test_error_messages_never_hold_a_value_even_a_transformed_one(
     assert "'db/url'" not in message
 
 
-def test_type_names_and_template_words_stay_readable(tmp_path: Path) -> None:
+def test_errors_are_fixed_descriptions_with_their_line(tmp_path: Path) -> None:
     r = _renderer(tmp_path, "{{ 1 + params.flag }}")
-    with pytest.raises(TemplateError, match=r"TypeError at line 1: .*'int' and 'str'"):
+    with pytest.raises(TemplateError, match=r"TypeError at line 1: .* wrong type$"):
         r.render(_context())
     r = _renderer(tmp_path, '{% include "nope.j2" %}')
-    with pytest.raises(TemplateError, match=r"'nope\.j2' not found"):
+    with pytest.raises(TemplateError, match=r"TemplateNotFound at line 1: .* not found$"):
         r.render(_context())
