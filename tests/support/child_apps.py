@@ -1,7 +1,8 @@
 """Small real programs for notify/exec tests, and a TOML writer for agent configs.
 
 The apps are Python scripts written into the test's tmp dir and run with this interpreter. Each
-appends one line per event to a log file, so a test can wait on what the app saw.
+appends one line per event to a log file, so a test can wait on what the app saw. Each sets up
+its signal handling before it writes its first line: a test may signal it as soon as it sees it.
 """
 
 from __future__ import annotations
@@ -41,19 +42,19 @@ while True:
     time.sleep(3600)
 """
 
-# Appends "env <pid> <value of $ENV_NAME>" at start, then behaves like SIGNAL_RECORDER.
-# argv: LOG ENV_NAME [ignore-term]
+# Appends "env <pid> <value of $ENV_NAME>" at start and "SIGTERM <pid>" on SIGTERM; exits 0 on
+# SIGTERM unless told to ignore it. argv: LOG ENV_NAME [ignore-term]
 ENV_REPORTER = r"""
 import os, signal, sys, time
 log, name, ignore_term = sys.argv[1], sys.argv[2], "ignore-term" in sys.argv[3:]
-with open(log, "a") as f:
-    f.write(f"env {os.getpid()} {os.environ.get(name, '<unset>')}\n")
 def on_term(sig, frame):
     with open(log, "a") as f:
         f.write(f"SIGTERM {os.getpid()}\n")
     if not ignore_term:
         sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
+with open(log, "a") as f:
+    f.write(f"env {os.getpid()} {os.environ.get(name, '<unset>')}\n")
 while True:
     time.sleep(3600)
 """
