@@ -1,8 +1,9 @@
-"""Build test data: parameters, snapshots and agent configs, with the defaults most tests want.
+"""Build test data: parameters, secrets, snapshots and agent configs, with the defaults most
+tests want.
 
 Every keyword has a plain default, so a test names only what it is about:
-`parameter("/app/db/url", "pg://db", version=3)`, `snapshot(p1, p2, generation=2)`,
-`agent_config(files={"dir": "params"})`.
+`parameter("/app/db/url", "pg://db", version=3)`, `secret("prod/db", version_id="v2")`,
+`snapshot(p1, p2, s1, generation=2)`, `agent_config(files={"dir": "params"})`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from agent.keys import key_under
-from agent.snapshot import Parameter, Snapshot
+from agent.snapshot import Parameter, Secret, Snapshot
 
 #: The default last-modified moment; its microseconds show any millisecond rounding.
 MODIFIED = datetime(2026, 3, 4, 5, 6, 7, 891234, tzinfo=UTC)
 #: What a parameter's ARN starts with (us-east-1, a made-up account).
 ARN_PREFIX = "arn:aws:ssm:us-east-1:123456789012:parameter/"
+#: What a secret's ARN starts with; Secrets Manager adds "-" and six random characters.
+SECRET_ARN_PREFIX = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 
 
 def parameter(
@@ -53,8 +57,41 @@ def parameter(
     )
 
 
-def snapshot(*params: Parameter, generation: int = 1) -> Snapshot:
-    return Snapshot.build({p.name: p for p in params}, generation)
+def secret(
+    name: str,
+    value: str | None = "s3cret-value",
+    *,
+    key: str | None = None,
+    version_id: str = "v1",
+    stages: tuple[str, ...] = ("AWSCURRENT",),
+    created: datetime = MODIFIED,
+    arn: str | None = None,
+    binary: bytes | None = None,
+    selector: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Secret:
+    """One served secret version (`value` is the SecretString; None with `binary` for a
+    SecretBinary). Its key is the name unless `key` says otherwise; its ARN is the one Secrets
+    Manager gives it, with "-AbCdEf" as the random suffix, unless `arn` says otherwise."""
+    return Secret(
+        name=name,
+        key=key if key is not None else name,
+        arn=arn if arn is not None else f"{SECRET_ARN_PREFIX}{name}-AbCdEf",
+        version_id=version_id,
+        version_stages=stages,
+        created=created,
+        string=value,
+        binary=binary,
+        selector=selector,
+        metadata=MappingProxyType(dict(metadata or {})),
+    )
+
+
+def snapshot(*items: Parameter | Secret, generation: int = 1) -> Snapshot:
+    """The parameters (by name) and secrets (by ident) given, as one snapshot."""
+    params = {i.name: i for i in items if isinstance(i, Parameter)}
+    secrets = {i.ident: i for i in items if isinstance(i, Secret)}
+    return Snapshot.build(params, generation, secrets)
 
 
 def values_snapshot(
@@ -90,14 +127,15 @@ def agent_config(source: Mapping[str, Any] | None = None, **sections: Any) -> di
 
     The file source reading `values.toml` beside the config unless `source` says otherwise,
     `[[parameters]] path = "/app"` and the HTTP API off unless `parameters`/`http` are given;
-    every other section as given.
+    every other section as given. A section given as None is left out.
     """
-    return {
+    config = {
         "source": dict(source) if source is not None else {"type": "file", "path": "values.toml"},
         "parameters": [{"path": "/app"}],
         "http": {"enabled": False},
         **sections,
     }
+    return {name: body for name, body in config.items() if body is not None}
 
 
 def write_file_source(directory: Path, values: str, **sections: Any) -> Path:
