@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess, agent_command
 
@@ -15,16 +15,8 @@ VALUE = "raw value: no newline added, ünïcode, 'quotes' $HOME"
 
 
 def _config(tmp_path: Path, moto_url: str, listen: str) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        agent_config(
-            ssm_source(moto_url),
-            parameters=[{"path": "/e2e"}],
-            refresh={"interval": "1h"},
-            http={"listen": listen, "token_file": "run/token"},
-            log={"format": "json"},
-        ),
-    )
+    config = serving_config(moto_url, listen, parameters=[{"path": "/e2e"}])
+    return write_config(tmp_path / "config.toml", config)
 
 
 def get(*args: str) -> subprocess.CompletedProcess[bytes]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import REPO, AgentProcess, agent_command
 
@@ -62,16 +62,8 @@ def client_dir() -> Iterator[Path]:
 
 
 def _config(tmp_path: Path, moto_url: str, listen: str, **http: Any) -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        agent_config(
-            ssm_source(moto_url),
-            parameters=[{"path": "/peer"}],
-            refresh={"interval": "1h"},
-            http={"listen": listen, "token_file": "run/token", **http},
-            log={"format": "json"},
-        ),
-    )
+    config = serving_config(moto_url, listen, parameters=[{"path": "/peer"}], http=http)
+    return write_config(tmp_path / "config.toml", config)
 
 
 def run_client(client_dir: Path, address: str, token: str, *, uid: int) -> list[dict[str, Any]]:

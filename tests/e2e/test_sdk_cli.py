@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 
@@ -63,17 +63,11 @@ def test_aws_cli_prints_the_same_through_the_agent(
 ) -> None:
     assert AWS.exists(), "the AWS CLI comes with the test extra: pip install -e '.[test]'"
     port = free_port()
-    config = agent_config(
-        ssm_source(moto_url),
+    config = serving_config(
+        moto_url,
+        f"127.0.0.1:{port}",
         parameters=[{"path": "/cli"}],
-        refresh={"interval": "1h"},
-        http={
-            "listen": f"127.0.0.1:{port}",
-            "token_file": "run/token",
-            "aws_protocols": ["ssm"],
-            "allowed_uids": [os.getuid()],
-        },
-        log={"format": "json"},
+        http={"aws_protocols": ["ssm"], "allowed_uids": [os.getuid()]},
     )
     with AgentProcess("run", "-c", str(write_config(tmp_path / "config.toml", config))) as agent:
         agent.wait_for_event("ready")

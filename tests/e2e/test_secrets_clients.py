@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import DUMMY_AWS_ENV, REGION, free_port
 from tests.support.processes import AgentProcess
 from tests.support.secrets import seed_db_secret
@@ -90,22 +90,16 @@ def test_unmodified_clients_read_secrets_through_the_agent(
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    config = agent_config(
-        ssm_source(moto_url),
+    config = serving_config(
+        moto_url,
+        f"127.0.0.1:{port}",
         parameters=None,
         secrets=[
             {"id": "prod/db", "alias": "db.json"},
             {"id": "prod/db", "version_stage": "AWSPREVIOUS", "alias": "db_previous"},
             {"prefix": "shared/"},
         ],
-        refresh={"interval": "1h"},
-        http={
-            "listen": f"127.0.0.1:{port}",
-            "token_file": "run/token",
-            "aws_protocols": ["secretsmanager"],
-            "allowed_uids": [os.getuid()],
-        },
-        log={"format": "json"},
+        http={"aws_protocols": ["secretsmanager"], "allowed_uids": [os.getuid()]},
     )
     with AgentProcess("run", "-c", str(write_config(tmp_path / "config.toml", config))) as agent:
         agent.wait_for_event("ready")

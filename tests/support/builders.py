@@ -138,6 +138,17 @@ def agent_config(source: Mapping[str, Any] | None = None, **sections: Any) -> di
     return {name: body for name, body in config.items() if body is not None}
 
 
+def serving_config(endpoint_url: str, listen: str, **sections: Any) -> dict[str, Any]:
+    """agent_config for a `run` process that clients talk to: SSM at `endpoint_url`, the API on
+    `listen` with its token in run/token (keys in an `http` section are added), a refresh each
+    hour (the tests ask, they do not wait for a cycle), JSON logs; other sections as given."""
+    http = {"listen": listen, "token_file": "run/token", **sections.pop("http", {})}
+    return agent_config(
+        ssm_source(endpoint_url),
+        **{"refresh": {"interval": "1h"}, "log": {"format": "json"}, **sections, "http": http},
+    )
+
+
 def write_file_source(directory: Path, values: str, **sections: Any) -> Path:
     """`values.toml` holding `values` and `config.toml` (agent_config(**sections)) in
     `directory`; returns the config's path."""
