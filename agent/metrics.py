@@ -142,3 +142,18 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(p + "ready", "1 once the first complete load is done", registry=r)
+        self.http_open_connections = Gauge(
+            p + "http_open_connections", "Connections open on a listener", ["listener"], registry=r
+        )
+        self.http_connections_dropped = Counter(
+            p + "http_connections_dropped",
+            "Connections closed by a limit: evicted at the cap, refused over it, header timeout",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.http_rate_limited = Counter(
+            p + "http_rate_limited",
+            "Requests refused by a rate limit (on-demand fetches, refreshes)",
+            ["kind"],
+            registry=r,
+        )

@@ -28,10 +28,11 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from agent.outputs.http.context import HttpContext, Route, RouteFactory
+from agent.outputs.http.limits import Limited
+from agent.outputs.http.refusals import RefusalLog
 from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
     SdkError,
@@ -43,8 +44,6 @@ from agent.outputs.http.ssm_protocol import (
 )
 from agent.results import SourceError
 from agent.snapshot import Parameter
-
-log = structlog.get_logger(__name__)
 
 PATH = "/"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
@@ -140,6 +139,7 @@ class SdkHandler:
     def __init__(self, ctx: HttpContext, allowed_access_keys: Iterable[str]) -> None:
         self._ctx = ctx
         self._allowed = frozenset(allowed_access_keys)
+        self._refusals = RefusalLog()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
@@ -149,11 +149,12 @@ class SdkHandler:
             reply = error_reply(exc.code, exc.message, exc.status)
         if reply.status != 200 and reply.body.get("__type") not in ("ParameterNotFound",):
             # Refusals are worth a line (a probe, a misconfigured app); values never appear.
-            log.info(
+            # At most one a second per code, fields clipped: see refusals.py.
+            self._refusals.note(
                 "sdk_request_refused",
+                str(reply.body.get("__type")),
                 target=request.headers.get("X-Amz-Target", ""),
                 status=reply.status,
-                code=reply.body.get("__type"),
                 request_id=request_id,
             )
         return render(reply, request_id)
@@ -184,6 +185,9 @@ class SdkHandler:
             raise SdkError(
                 "InternalServerError", f"an on-demand fetch failed: {exc}", 500
             ) from None
+        except Limited:
+            # SSM's own answer when its quota is exceeded: SDKs back off and retry.
+            raise SdkError("ThrottlingException", "Rate exceeded", 400) from None
         return dict(zip(names, found, strict=True))
 
 
@@ -192,6 +196,7 @@ def route_factory(allowed_access_keys: Iterable[str] = ()) -> RouteFactory:
     allowed = tuple(allowed_access_keys)
 
     def routes(ctx: HttpContext) -> list[Route]:
-        return [Route("POST", PATH, SdkHandler(ctx, allowed).handle, needs_token=False)]
+        handler = SdkHandler(ctx, allowed).handle
+        return [Route("POST", PATH, handler, needs_token=False, takes_body=True)]
 
     return routes
