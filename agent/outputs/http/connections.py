@@ -189,9 +189,7 @@ class ConnectionLimiter:
             return True
         idle_enough = now - KEEPALIVE_GRACE
         for conn in self._proven.values():
-            if conn.since > idle_enough:
-                break  # least recently used first: the rest moved later still
-            if conn.phase != ACTIVE and not conn.closing:
+            if conn.phase != ACTIVE and not conn.closing and conn.since <= idle_enough:
                 self._abort(conn, "evicted_keepalive")
                 return True
         return False
