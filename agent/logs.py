@@ -95,7 +95,8 @@ class ValueIndex:
         if len(text) < GRAM or not self._index:
             return []
         grams = set(map("".join, zip(*(text[i:] for i in range(GRAM)), strict=False)))
-        hits = grams.intersection(self._index)
+        # Not grams.intersection(index): with a dict argument that walks every held value.
+        hits = list(filter(self._index.__contains__, grams))
         if not hits:
             return []
         found: list[tuple[int, int]] = []

@@ -23,6 +23,8 @@ BENCHMARKS = {
     "propagation": "bench.propagation",
     "startup": "bench.startup",
     "backend_cost": "bench.backend_cost",
+    "redaction": "bench.redaction",
+    "conn_flood": "bench.conn_flood",
     "herd": "bench.herd",
 }
 

@@ -95,3 +95,13 @@ def test_token_reads_all_succeed_during_a_connection_flood(
             f"{len(failures)} of {reads} reads failed, first: {failures[:3]}; attack: {counts}"
         )
         assert reads > 50
+
+
+def test_the_soft_descriptor_limit_is_raised_and_logged(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    command = ["prlimit", "--nofile=300:4096", sys.executable, "-m", "agent", "run"]
+    with AgentProcess(command=[*command, "-c", str(config)]) as agent:
+        event = agent.wait_for_event("open_file_limit")
+        assert (event["soft_before"], event["soft"], event["hard"]) == (300, 4096, 4096)
+        listening = agent.wait_for_event("http_listening")
+        assert listening["max_connections"] == 512

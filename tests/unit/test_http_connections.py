@@ -269,3 +269,11 @@ def test_the_cap_is_lowered_to_what_the_descriptor_limit_holds(
     monkeypatch.setattr(resource, "getrlimit", lambda _: (65536, 65536))
     limiter = connections.limited_connections("api", HttpConfig(), Metrics(), 512)
     assert (limiter.max_connections, limiter.ceiling) == (512, 1024)
+
+
+def test_the_systemd_unit_leaves_room_for_the_default_connections() -> None:
+    unit = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "ssm-sidecar@.service"
+    (line,) = [x for x in unit.read_text().splitlines() if x.startswith("LimitNOFILE=")]
+    wanted = HttpConfig().max_connections
+    reserve = connections.DESCRIPTOR_RESERVE + 2 * connections.OPS_MAX_CONNECTIONS
+    assert int(line.partition("=")[2]) >= 2 * wanted + reserve
