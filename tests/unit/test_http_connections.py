@@ -25,6 +25,7 @@ from agent.outputs.http import connections
 from agent.outputs.http.connections import ACTIVE, IDLE, ConnectionLimiter, Tracked
 from tests.support.http_api import TOKEN_HEADER, metric_value
 from tests.support.http_server import SLOW_POST, api, closed_by_server, raw, token_read
+from tests.support.moto import free_port
 from tests.support.waiting import async_wait_until
 
 
@@ -277,3 +278,47 @@ def test_the_systemd_unit_leaves_room_for_the_default_connections() -> None:
     wanted = HttpConfig().max_connections
     reserve = connections.DESCRIPTOR_RESERVE + 2 * connections.OPS_MAX_CONNECTIONS
     assert int(line.partition("=")[2]) >= 2 * wanted + reserve
+
+
+async def _ping_twice(listen: str, pause: float) -> list[bytes]:
+    """Two requests on one kept-alive connection, `pause` apart."""
+    reader, writer = await raw(listen)
+    answers = []
+    try:
+        for i in range(2):
+            if i:
+                await asyncio.sleep(pause)
+            writer.write(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            answers.append(await asyncio.wait_for(reader.readuntil(b"healthy"), 5))
+    finally:
+        writer.close()
+    return answers
+
+
+async def test_a_kept_alive_connection_outlives_the_header_timeout(tmp_path: Path) -> None:
+    async with api(tmp_path, header_timeout="0.2s") as (_, listen, metrics):
+        answers = await _ping_twice(listen, 1.5)
+        assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+        assert dropped(metrics, "header_timeout") == 0
+
+
+async def test_the_ops_listener_is_capped_and_timed_the_same_way(tmp_path: Path) -> None:
+    from agent.outputs.http import OpsServer
+    from agent.state import AgentState
+
+    metrics = Metrics()
+    listen = f"127.0.0.1:{free_port()}"
+    ops = OpsServer(listen, AgentState(), metrics, HttpConfig(header_timeout="0.2s"))
+    await ops.start()
+    try:
+        answers = await _ping_twice(listen, 1.5)
+        assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+        reader, writer = await raw(listen, b"GET /ping HTTP/1.1\r\n")
+        assert await closed_by_server(reader, 5) == b""
+        writer.close()
+        text = metrics_text(metrics)
+        name = "ssm_sidecar_http_connections_dropped_total"
+        assert metric_value(text, name, listener="ops", reason="header_timeout") == 1
+    finally:
+        await ops.stop()

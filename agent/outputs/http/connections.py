@@ -26,7 +26,7 @@ import resource
 import sys
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -247,6 +247,21 @@ class ConnectionLimiter:
         elif self._fresh.pop(inner, None) is not None:
             conn.proven = True
             self._proven[inner] = conn
+
+    def tracking(
+        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """`handler` with begin/end around it, for an app without the API's Guard (ops)."""
+
+        async def tracked(request: web.Request) -> web.StreamResponse:
+            conn = self.begin(request.protocol)
+            try:
+                return await handler(request)
+            finally:
+                if conn is not None:
+                    self.end(conn)
+
+        return tracked
 
     def sweep(self) -> None:
         """Aborts connections whose headers took longer than header_timeout."""

@@ -18,12 +18,17 @@ from agent.outputs.http.connections import (
     limited_connections,
     start_runner,
 )
+from agent.outputs.http.context import error_response
 from agent.outputs.http.listen import Listener
 from agent.outputs.http.routes import ops as ops_routes
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
 
 log = structlog.get_logger(__name__)
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    return error_response(404, "NotFound", "no such endpoint")
 
 
 class OpsServer:
@@ -41,9 +46,11 @@ class OpsServer:
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self._cfg.max_body_bytes)
-        for route in ops_routes.routes(self._state, self._metrics):
-            app.router.add_route(route.method, route.path, route.handler)
         connections = limited_connections("ops", self._cfg, self._metrics, OPS_MAX_CONNECTIONS)
+        for route in ops_routes.routes(self._state, self._metrics):
+            app.router.add_route(route.method, route.path, connections.tracking(route.handler))
+        # Every request passes a tracked handler, so a kept-alive scraper counts as idle.
+        app.router.add_route("*", "/{tail:.*}", connections.tracking(_not_found))
         runner = await start_runner(app, self._cfg, 1.0)
         connections.factory = runner.server
         try:
