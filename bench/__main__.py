@@ -25,6 +25,7 @@ BENCHMARKS = {
     "backend_cost": "bench.backend_cost",
     "redaction": "bench.redaction",
     "conn_flood": "bench.conn_flood",
+    "guard_cost": "bench.guard_cost",
     "herd": "bench.herd",
 }
 
