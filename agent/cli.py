@@ -25,7 +25,7 @@ from agent.outputs.files import (
     TemplateRenderer,
     UnsafeDirectoryError,
 )
-from agent.outputs.http import ListenError
+from agent.outputs.http import ListenError, raise_open_file_limit
 from agent.supervisor import FORWARDED
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -111,6 +111,9 @@ async def _serve(agent: Agent) -> int:
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    # Every connection is a descriptor: take all the kernel allows (the API caps its share).
+    before, soft, hard = raise_open_file_limit()
+    log.info("open_file_limit", soft_before=before, soft=soft, hard=hard)
     try:
         return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
     except ListenError as exc:  # token file or listen address unusable

@@ -18,7 +18,7 @@ MALFORMED = [
     b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE \x01\x02 HTTP/9.9\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n",
     b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"A" * 40 + b"\r\n\r\n",
-    b"GET /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\n\r\nzz\r\n",
+    b"GET /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: 127.0.0.1\r\n\r\nzz\r\n",
 ]
 
 
