@@ -113,7 +113,9 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
         cmd = cmd[1:]
     # Every connection is a descriptor: take all the kernel allows (the API caps its share).
     before, soft, hard = raise_open_file_limit()
-    log.info("open_file_limit", soft_before=before, soft=soft, hard=hard)
+    (log.info if soft != before else log.debug)(
+        "open_file_limit", soft_before=before, soft=soft, hard=hard
+    )
     try:
         return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
     except ListenError as exc:  # token file or listen address unusable
