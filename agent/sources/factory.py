@@ -6,11 +6,15 @@ from agent.config import Config
 from agent.metrics import Metrics
 from agent.sources.base import Source
 from agent.sources.file import FileSource
+from agent.sources.region import resolve_source_region
 from agent.sources.ssm import SsmSource
 
 
 def build_source(cfg: Config, metrics: Metrics) -> Source:
+    """The source for `cfg`; ConfigError when an SSM source has no region from anywhere."""
     if cfg.source.type == "file":
         assert cfg.source.path is not None
         return FileSource(cfg.source.path, cfg.parameters)
+    if cfg.source.region is None:  # a Config not read through the CLI or a reload
+        cfg = resolve_source_region(cfg)
     return SsmSource(cfg.source, cfg.parameters, metrics)

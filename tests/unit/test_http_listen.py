@@ -11,7 +11,10 @@ from agent.cli import main
 
 def check(tmp_path: Path, listen: str) -> int:
     config = tmp_path / "config.toml"
-    config.write_text(f'[[parameters]]\npath = "/app"\n[http]\nlisten = "{listen}"\n')
+    config.write_text(
+        '[source]\nregion = "us-east-1"\n'
+        f'[[parameters]]\npath = "/app"\n[http]\nlisten = "{listen}"\n'
+    )
     return main(["check", "-c", str(config)])
 
 
