@@ -174,8 +174,11 @@ class Refresher:
         """Keeps what a too-big removal would drop until the next cycle confirms it."""
         decision = self.removals.check(previous.parameters, params, self.cfg.max_removal_share)
         if decision.held:
+            keys = {p.key for p in params.values()}
             for name in decision.held:
-                params[name] = previous.parameters[name]
+                old = previous.parameters[name]
+                if old.key not in keys:  # never two parameters under one key
+                    params[name] = old
             self.metrics.removals_held.inc()
             log.warning(
                 "removal_held",
