@@ -26,7 +26,9 @@ from agent.outputs.files import (
     UnsafeDirectoryError,
 )
 from agent.outputs.http import ListenError, raise_open_file_limit
+from agent.sources.region import resolve_source_region
 from agent.supervisor import FORWARDED
+from agent.tasks import describe, where
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
@@ -108,6 +110,13 @@ async def _serve(agent: Agent) -> int:
     return await agent.run(stop)
 
 
+def _fail(exc: Exception) -> int:
+    """An error nobody foresaw: one line on stderr (and one log line with its place)."""
+    log.error("agent_crashed", error=describe(exc), where=where(exc))
+    print(f"ssm-sidecar: unexpected error: {describe(exc)}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -116,41 +125,66 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
     (log.info if soft != before else log.debug)(
         "open_file_limit", soft_before=before, soft=soft, hard=hard
     )
+    agent: Agent | None = None
+
+    async def main() -> int:
+        nonlocal agent
+        agent = Agent(cfg, exec_argv=cmd)
+        return await _serve(agent)
+
     try:
-        return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
+        code = _run_loop(main)
     except ListenError as exc:  # token file or listen address unusable
         print(f"ssm-sidecar: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except UnsafeDirectoryError as exc:
         print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # never a traceback: one line, exit 1
+        return _fail(exc)
+    if agent is not None and agent.failure is not None:
+        print(f"ssm-sidecar: {agent.failure}", file=sys.stderr)
+    return code
 
 
 def cmd_once(cfg: Config) -> int:
-    async def main() -> int:
-        agent = Agent(cfg)
-        try:
-            result = await agent.once()
-        except UnsafeDirectoryError as exc:
-            print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
-            return EXIT_RUNTIME
-        # An init container must not start its app on a partial set: say what was not written.
-        problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
-        for problem in problems:
-            print(f"ssm-sidecar: files: {problem}", file=sys.stderr)
-        if result.complete:
-            return EXIT_RUNTIME if problems else EXIT_OK
-        missing = sorted(e.subject for e in result.errors if e.required)
-        detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
-        print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
+    try:
+        return _run_loop(lambda: _once(cfg))
+    except UnsafeDirectoryError as exc:
+        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # an init container gets one line, not a traceback
+        return _fail(exc)
 
-    return _run_loop(main)
+
+async def _once(cfg: Config) -> int:
+    agent = Agent(cfg)
+    result = await agent.once()
+    # An init container must not start its app on a partial set: say what was not written.
+    problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
+    for problem in problems:
+        print(f"ssm-sidecar: files: {problem}", file=sys.stderr)
+    if result.complete:
+        return EXIT_RUNTIME if problems else EXIT_OK
+    missing = sorted(e.subject for e in result.errors if e.required)
+    detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
+    print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
+    return EXIT_RUNTIME
 
 
 def cmd_check(cfg: Config) -> int:
+    problems: list[tuple[str, str]] = []
+    try:
+        cfg = resolve_source_region(cfg)  # shown resolved in the effective config
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     # Templates are files of their own: a syntax error is a config error, found before running.
-    problems = []
     for i, t in enumerate(cfg.files.template if cfg.files else ()):
         try:
             TemplateRenderer(t.source).compile()
@@ -179,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("core_dumps_not_disabled", reason=dump_problem)
     if args.command == "check":
         return cmd_check(cfg)
+    try:
+        cfg = resolve_source_region(cfg)  # the SDKs' chain; none at all is a config error
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "once":
         return cmd_once(cfg)
     if args.command == "run":

@@ -95,6 +95,17 @@ def _signal_name(v: Any) -> str:
 SignalName = Annotated[str, BeforeValidator(_signal_name)]
 
 
+# What botocore accepts as a region name (it refuses others when the client is built).
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+
+
+def region_problem(value: str) -> str | None:
+    """Why `value` cannot be an AWS region name, or None."""
+    if not _REGION.match(value):
+        return f"{value!r} is not a region name such as eu-west-1"
+    return None
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -109,6 +120,14 @@ class SourceConfig(Section):
     # Attempts per SSM call, botocore's own retries included; the refresher backs off on top.
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout: Duration = 10.0
+
+    @field_validator("region")
+    @classmethod
+    def _region_shape(cls, v: str | None) -> str | None:
+        problem = None if v is None else region_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("external_id")
     @classmethod
@@ -285,6 +304,9 @@ class RefreshConfig(Section):
     interval: Duration = 30.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
     max_backoff: Duration = 300.0
+    # A cycle that would remove more than this share of the served set waits for the next cycle
+    # to confirm it (a listing cut short looks like a mass deletion). 1.0 turns the hold off.
+    max_removal_share: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("interval")
     @classmethod

@@ -145,6 +145,11 @@ class Metrics:
         self.refresh_errors = Counter(
             p + "refresh_errors", "Refresh cycles or parameters that failed", ["kind"], registry=r
         )
+        self.removals_held = Counter(
+            p + "removals_held",
+            "Cycles whose removals were held: more than refresh.max_removal_share of the set",
+            registry=r,
+        )
         self.last_refresh_success = Gauge(
             p + "last_refresh_success_timestamp_seconds",
             "Unix time of the last successful refresh",

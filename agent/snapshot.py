@@ -243,13 +243,7 @@ class Snapshot:
             old = self.parameters.get(name)
             if old is None:
                 added.append(VersionChange(name, None, p.version))
-            # The value is compared too: Secrets Manager references keep version 0 forever.
-            elif (old.version, old.type, old.selector, old.value) != (
-                p.version,
-                p.type,
-                p.selector,
-                p.value,
-            ):
+            elif _differs(old, p):
                 updated.append(VersionChange(name, old.version, p.version))
         for name, old in self.parameters.items():
             if name not in new.parameters:
@@ -271,6 +265,29 @@ def _secret_diff(old: Snapshot, new: Snapshot) -> tuple[SecretChange, ...]:
         if ident not in new.secrets:
             changes.append(SecretChange("removed", was.name, was.selector, was.version_id, None))
     return tuple(changes)
+
+
+def _differs(old: Parameter, new: Parameter) -> bool:
+    """A change of the parameter, whatever its version number says.
+
+    The value is compared because Secrets Manager references keep version 0 forever. The
+    LastModifiedDate and the ciphertext are compared because a parameter deleted and created
+    again starts over at version 1: same number, another parameter. A ciphertext counts only when
+    both sides know it.
+    """
+    if (old.version, old.type, old.selector, old.value) != (
+        new.version,
+        new.type,
+        new.selector,
+        new.value,
+    ):
+        return True
+    if old.name.startswith(SECRETS_MANAGER_PREFIX):
+        return False  # fetched by value every cycle; the value alone says whether it changed
+    if old.last_modified != new.last_modified:
+        return True
+    known = old.encrypted_value is not None and new.encrypted_value is not None
+    return known and old.encrypted_value != new.encrypted_value
 
 
 # --- finding what a request names in a snapshot ------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import structlog
 
+import agent.tasks as tasks
 from agent.children import Child, exit_code
 from agent.config import ExecConfig
 from agent.keys import env_names
@@ -225,7 +226,7 @@ class Supervisor:
             env_values=self.cfg.env,
             aws_credentials=self.cfg.pass_aws_credentials,
         )
-        task = asyncio.create_task(self._watch(child), name=f"child-{child.pid}")
+        task = tasks.spawn(self._watch(child), f"child-{child.pid}", may_end=True)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
@@ -248,7 +249,7 @@ class Supervisor:
                 if child.send_signal(signal.SIGKILL):
                     log.warning("child_killed", pid=child.pid, stop_timeout=self.cfg.stop_timeout)
 
-        task = asyncio.create_task(kill_later(), name=f"kill-{child.pid}")
+        task = tasks.spawn(kill_later(), f"kill-{child.pid}", may_end=True)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 

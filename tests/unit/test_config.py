@@ -163,7 +163,12 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_text(GOOD)
     assert main(["check", "-c", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["refresh"] == {"interval": "30s", "jitter": 0.1, "max_backoff": "5m"}
+    assert shown["refresh"] == {
+        "interval": "30s",
+        "jitter": 0.1,
+        "max_backoff": "5m",
+        "max_removal_share": 0.5,
+    }
     assert shown["parameters"][1] == {
         "name": "/shared/db/password",
         "version": 3,
@@ -254,7 +259,7 @@ def test_check_finds_template_syntax_errors(
     (tmp_path / "bad.j2").write_text("url={{ params['db/url'] \n")
     path = tmp_path / "config.toml"
     path.write_text(
-        '[[parameters]]\npath = "/a"\n[files]\ndir = "out"\n'
+        '[source]\nregion = "us-east-1"\n[[parameters]]\npath = "/a"\n[files]\ndir = "out"\n'
         '[[files.template]]\nsource = "good.j2"\npath = "good"\n'
         '[[files.template]]\nsource = "bad.j2"\npath = "bad"\n'
         '[[files.template]]\nsource = "missing.j2"\npath = "missing"\n'

@@ -33,6 +33,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
+import agent.tasks as tasks
 from agent.config import HttpConfig
 from agent.logs import LogThrottle
 from agent.metrics import Metrics
@@ -277,10 +278,11 @@ class ConnectionLimiter:
             self.sweep()
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name=f"{self.listener}-sweep")
+        self._sweeper = tasks.spawn(self._sweep_forever(), f"{self.listener}-sweep")
 
     def stop(self) -> None:
         if self._sweeper is not None:
+            tasks.release(self._sweeper)
             self._sweeper.cancel()
             self._sweeper = None
         if self._trim is not None:
