@@ -36,7 +36,7 @@ def test_rotation_deletion_and_denial_through_the_real_agent(
     secretsmanager: Any, fault_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     sm = secretsmanager
-    for name, value in (("app/db", "pw-0"), ("app/old", "old-0"), ("app/denied", "d-0")):
+    for name, value in (("app/db", "pw-0"), ("app/old", "old-0"), ("app/denied", "denied-value-0")):
         sm.create_secret(Name=name, SecretString=value)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -78,11 +78,11 @@ def test_rotation_deletion_and_denial_through_the_real_agent(
                 message="User is not authorized to perform secretsmanager:GetSecretValue",
                 match="secret:app/denied-",
             )
-        sm.put_secret_value(SecretId="app/denied", SecretString="d-1")
+        sm.put_secret_value(SecretId="app/denied", SecretString="denied-value-1")
         rotate_and_wait(sm, fault_proxy, log, "app/db", "pw-2")
         rotate_and_wait(sm, fault_proxy, log, "app/db", "pw-3")
-        assert http_get(f"{base}/v1/secrets/app/denied", token) == (200, "d-0")
-        assert (files / "denied").read_text() == "d-0"
+        assert http_get(f"{base}/v1/secrets/app/denied", token) == (200, "denied-value-0")
+        assert (files / "denied").read_text() == "denied-value-0"
         health = json.loads(http_get(f"{base}/healthz")[1])
         assert health["secrets"] == 2
         assert {"name": "app/denied", "code": "AccessDeniedException", "secret": True} in health[
@@ -106,7 +106,7 @@ def test_rotation_deletion_and_denial_through_the_real_agent(
         # Allowed again: the held value catches up.
         fault_proxy.clear_faults()
         wait_until(
-            lambda: http_get(f"{base}/v1/secrets/app/denied", token) == (200, "d-1"),
+            lambda: http_get(f"{base}/v1/secrets/app/denied", token) == (200, "denied-value-1"),
             20,
             what="app/denied updated once allowed",
         )
@@ -114,5 +114,5 @@ def test_rotation_deletion_and_denial_through_the_real_agent(
         assert agent.wait(15) == 0
     seen = [line.split() for line in read_lines(log)]
     assert all(from_file == from_http for from_file, from_http in seen), seen
-    for value in ("pw-0", "pw-1", "pw-2", "pw-3", "d-0", "d-1", "old-0"):
+    for value in ("pw-0", "pw-1", "pw-2", "pw-3", "denied-value-0", "denied-value-1", "old-0"):
         assert value not in agent.log_text(), f"{value} leaked into the agent's log"
