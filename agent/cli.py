@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ctypes
-import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
-from agent.app import Agent
-from agent.config import Config, ConfigError, load_given_config
-from agent.get_command import run_get
-from agent.logs import setup_logging
-from agent.outputs.files import (
-    FilesOutput,
-    TemplateError,
-    TemplateRenderer,
-    UnsafeDirectoryError,
-)
-from agent.outputs.http import ListenError
-from agent.supervisor import FORWARDED
+
+if TYPE_CHECKING:
+    from agent.app import Agent
+    from agent.config import Config
+
+# Imports are made by the commands that need them: `--version`, `check` and `get` start without
+# the agent's runtime (aiohttp's server, aiobotocore, jinja2), which `run` and `once` import.
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
-
-log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +60,8 @@ def not_dumpable() -> str | None:
     """
     if not sys.platform.startswith("linux"):
         return "not Linux"
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
@@ -83,10 +72,14 @@ def not_dumpable() -> str | None:
 
 
 def _load(path: str | None) -> Config:
+    from agent.config import load_given_config
+
     return load_given_config(path)
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    import asyncio
+
     try:
         import uvloop  # optional: Linux only
     except ImportError:
@@ -95,6 +88,11 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _serve(agent: Agent) -> int:
+    import asyncio
+    import signal
+
+    from agent.supervisor import FORWARDED
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if agent.supervisor is not None:
@@ -109,6 +107,10 @@ async def _serve(agent: Agent) -> int:
 
 
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
+    from agent.app import Agent
+    from agent.outputs.files import UnsafeDirectoryError
+    from agent.outputs.http import ListenError
+
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     try:
@@ -122,6 +124,9 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
 
 
 def cmd_once(cfg: Config) -> int:
+    from agent.app import Agent
+    from agent.outputs.files import FilesOutput, UnsafeDirectoryError
+
     async def main() -> int:
         agent = Agent(cfg)
         try:
@@ -144,9 +149,16 @@ def cmd_once(cfg: Config) -> int:
 
 
 def cmd_check(cfg: Config) -> int:
+    import json
+
+    from agent.config import ConfigError
+
     # Templates are files of their own: a syntax error is a config error, found before running.
     problems = []
-    for i, t in enumerate(cfg.files.template if cfg.files else ()):
+    templates = cfg.files.template if cfg.files else ()
+    if templates:  # jinja2 only when there is a template
+        from agent.outputs.files import TemplateError, TemplateRenderer
+    for i, t in enumerate(templates):
         try:
             TemplateRenderer(t.source).compile()
         except TemplateError as exc:
@@ -163,7 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before any value is read (`get` prints one, `run` and `once` hold them all).
     dump_problem = not_dumpable() if args.command != "check" else None
     if args.command == "get":  # needs no valid config when --url and --token-file are given
+        from agent.get_command import run_get
+
         return run_get(args.name, args.url, args.token_file, args.config, secret=args.secret)
+    from agent.config import ConfigError
+    from agent.logs import setup_logging
+
     try:
         cfg = _load(args.config)
     except ConfigError as exc:
@@ -171,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     setup_logging(cfg.log.level, cfg.log.format)
     if dump_problem is not None:
-        log.warning("core_dumps_not_disabled", reason=dump_problem)
+        import structlog
+
+        structlog.get_logger(__name__).warning("core_dumps_not_disabled", reason=dump_problem)
     if args.command == "check":
         return cmd_check(cfg)
     if args.command == "once":
