@@ -204,13 +204,13 @@ class SsmSource:
                 errors.append(_error_for(chunk[0], exc))
                 return found, errors
             # One denied name fails the whole chunk: isolate it by asking one by one.
-            for entry in chunk:
-                one_found, one_errors = await self._get_named([entry], decrypt, stats)
+            for one in chunk:
+                one_found, one_errors = await self._get_named([one], decrypt, stats)
                 found.extend(one_found)
                 errors.extend(one_errors)
             return found, errors
         for raw in resp.get("Parameters", []):
-            entry = (
+            entry: ParameterEntry | None = (
                 by_base.pop(raw["Name"], None)
                 or by_base.pop(raw.get("ARN", ""), None)
                 # Secrets Manager references may come back named by the secret's id alone.
@@ -255,11 +255,11 @@ class SsmSource:
             resp = await self._call("GetParameters", Names=list(by_request), WithDecryption=True)
         except _ApiError:
             # One bad key or grant fails the whole chunk: isolate the culprits one by one.
-            for item in chunk:
-                params.update(await self._decrypt_one(item, stats, errors))
+            for one in chunk:
+                params.update(await self._decrypt_one(one, stats, errors))
             return params
         for raw in resp.get("Parameters", []):
-            item = by_name.pop(raw["Name"], None)
+            item: _Listed | None = by_name.pop(raw["Name"], None)
             if item is not None:
                 listed_value = (
                     item.raw.get("Value") if item.raw.get("Version") == raw.get("Version") else None
