@@ -18,7 +18,7 @@ from agent.metrics import Metrics
 from agent.outputs.base import Output
 from agent.outputs.chain import RETRY_MAX, OutputChain, Slot
 from agent.outputs.files import FilesOutput
-from agent.outputs.http import HttpServer, OnDemandCache, OpsServer
+from agent.outputs.http import HttpServer, OnDemandCache, OpsServer, TokenBucket
 from agent.outputs.notify import build_notify, systemd_notifier_from_env
 from agent.refresher import Refresher
 from agent.reload import Reloader, plan_reload
@@ -86,7 +86,7 @@ class Agent:
         outputs: dict[Slot, Output | None] = {
             "http": self._http_server() if cfg.http.enabled else None,
             "ops": (
-                OpsServer(cfg.http.ops_listen, self.state, self.metrics)
+                OpsServer(cfg.http.ops_listen, self.state, self.metrics, cfg.http)
                 if cfg.http.ops_listen is not None
                 else None
             ),
@@ -123,7 +123,17 @@ class Agent:
     def _http_server(self) -> HttpServer:
         http = self.cfg.http
         interval = self.cfg.refresh.interval
-        on_demand = OnDemandCache(self._fetch_on_demand, http.on_demand_prefixes, interval)
+        on_demand = OnDemandCache(
+            self._fetch_on_demand,
+            http.on_demand_prefixes,
+            interval,
+            limit=TokenBucket(
+                "on_demand",
+                http.on_demand_rate,
+                http.on_demand_burst,
+                self.metrics.http_rate_limited,
+            ),
+        )
         return HttpServer(
             http,
             self.state,

@@ -107,12 +107,17 @@ async def _serve(agent: Agent) -> int:
 
 
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
+    import structlog
+
     from agent.app import Agent
     from agent.outputs.files import UnsafeDirectoryError
-    from agent.outputs.http import ListenError
+    from agent.outputs.http import ListenError, raise_open_file_limit
 
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    # Every connection is a descriptor: take all the kernel allows (the API caps its share).
+    before, soft, hard = raise_open_file_limit()
+    structlog.get_logger(__name__).info("open_file_limit", soft_before=before, soft=soft, hard=hard)
     try:
         return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
     except ListenError as exc:  # token file or listen address unusable

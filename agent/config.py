@@ -320,6 +320,19 @@ class HttpConfig(Section):
     token_file: Path = Path("/run/ssm-sidecar/token")
     on_demand_prefixes: tuple[str, ...] = ()
     max_concurrency: int = Field(default=256, ge=1)
+    # Connections and bodies (docs/configuration.md): a cap on open connections, the deadlines
+    # of a connection's phases, the body size, the long-poll cap.
+    max_connections: int = Field(default=512, ge=8)
+    max_long_polls: int | None = Field(default=None, ge=1)  # unset: max_concurrency / 4
+    idle_timeout: Duration = 60.0
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 10.0
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    # Work a request makes the source do: token buckets (per second, then at most burst at once).
+    on_demand_rate: float = Field(default=10.0, gt=0)
+    on_demand_burst: int = Field(default=40, ge=1)
+    refresh_rate: float = Field(default=0.2, gt=0)
+    refresh_burst: int = Field(default=5, ge=1)
     sdk_access_key_ids: tuple[str, ...] = ()
     # The AWS SDK protocols answered on `POST /` (off by default: SDKs cannot send the token).
     aws_protocols: tuple[str, ...] = ()
@@ -328,6 +341,28 @@ class HttpConfig(Section):
     # Only /ping, /healthz, /readyz and /metrics (no value, no token): may bind any address,
     # so Prometheus and kubelet probes can reach them from outside the pod.
     ops_listen: str | None = None
+
+    @field_validator("idle_timeout", "header_timeout", "body_timeout")
+    @classmethod
+    def _timeout_floor(cls, v: float) -> float:
+        if v < 0.1:
+            raise ValueError("must be at least 100ms")
+        return v
+
+    @model_validator(mode="after")
+    def _long_polls_leave_room(self) -> HttpConfig:
+        if self.max_long_polls is not None and self.max_long_polls >= self.max_concurrency:
+            raise ValueError(
+                f"max_long_polls: must be less than max_concurrency ({self.max_concurrency}), "
+                "or waiting long-polls could hold every request slot"
+            )
+        return self
+
+    @property
+    def long_poll_limit(self) -> int:
+        if self.max_long_polls is not None:
+            return self.max_long_polls
+        return max(1, self.max_concurrency // 4)
 
     @field_validator("ops_listen")
     @classmethod

@@ -193,3 +193,18 @@ class Metrics:
         )
         self.secret_version_age = SecretVersionAges(p)
         r.register(self.secret_version_age)
+        self.http_open_connections = Gauge(
+            p + "http_open_connections", "Connections open on a listener", ["listener"], registry=r
+        )
+        self.http_connections_dropped = Counter(
+            p + "http_connections_dropped",
+            "Connections closed by a limit: evicted at the cap, refused over it, header timeout",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.http_rate_limited = Counter(
+            p + "http_rate_limited",
+            "Requests refused by a rate limit (on-demand fetches, refreshes)",
+            ["kind"],
+            registry=r,
+        )

@@ -24,6 +24,9 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "backend_cost": "bench.backend_cost",
     "secrets_cost": "bench.secrets_cost",
+    "redaction": "bench.redaction",
+    "conn_flood": "bench.conn_flood",
+    "guard_cost": "bench.guard_cost",
     "herd": "bench.herd",
     "peers": "bench.peers",
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.child_apps import write_config
+from tests.support.builders import agent_config, write_config
 from tests.support.processes import AgentProcess, agent_command
 
 NOBODY = 65534
@@ -40,14 +40,7 @@ def shared_dir() -> Iterator[Path]:
 def _config(d: Path) -> Path:
     (d / "values.toml").write_text('"/app/db/password" = "dump-me-not"\n')
     (d / "values.toml").chmod(0o644)
-    config = write_config(
-        d / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "http": {"enabled": False},
-        },
-    )
+    config = write_config(d / "config.toml", agent_config())
     config.chmod(0o644)
     return config
 

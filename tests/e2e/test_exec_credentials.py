@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.child_apps import write_app, write_atomic, write_config
+from tests.support.builders import write_file_source
+from tests.support.child_apps import write_app
 from tests.support.processes import AgentProcess, agent_command
 from tests.support.waiting import wait_until
 
@@ -49,16 +50,7 @@ KEPT = {
 
 
 def _run(tmp_path: Path, exec_: dict[str, Any], values: str = '"/app/a" = "x"\n') -> dict[str, str]:
-    write_atomic(tmp_path / "values.toml", values)
-    config = write_config(
-        tmp_path / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "http": {"enabled": False},
-            "exec": exec_,
-        },
-    )
+    config = write_file_source(tmp_path, values, exec=exec_)
     app = write_app(tmp_path, ENV_DUMP)
     seen = tmp_path / "child-env.json"
     command = agent_command("run", "-c", str(config), "--", sys.executable, str(app), str(seen))

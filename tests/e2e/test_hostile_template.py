@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.child_apps import http_get, write_atomic, write_config
+from tests.support.builders import write_atomic, write_file_source
+from tests.support.child_apps import http_get
 from tests.support.http_api import metric_value
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
@@ -27,16 +28,15 @@ def _config(tmp_path: Path, port: int, timeout: str) -> Path:
     (tmp_path / "forever.j2").write_text(FOREVER)
     (tmp_path / "huge.j2").write_text(HUGE)
     (tmp_path / "good.j2").write_text("a={{ params.a }}\n")
-    write_atomic(tmp_path / "values.toml", '"/app/a" = "one"\n')
-    return write_config(
-        tmp_path / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "refresh": {"interval": "200ms", "jitter": 0.0},
-            "http": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
-            "files": {"dir": "params", "template_timeout": timeout},
-            "files.template": [
+    return write_file_source(
+        tmp_path,
+        '"/app/a" = "one"\n',
+        refresh={"interval": "200ms", "jitter": 0.0},
+        http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
+        files={
+            "dir": "params",
+            "template_timeout": timeout,
+            "template": [
                 {"source": "forever.j2", "path": "forever.conf"},
                 {"source": "huge.j2", "path": "huge.conf"},
                 {"source": "good.j2", "path": "good.conf"},

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import REPO, AgentProcess, agent_command
 
@@ -60,17 +61,9 @@ def client_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_config(tmp_path: Path, moto_url: str, listen: str, http_extra: str) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[source]\ntype = "ssm"\nregion = "us-east-1"\nendpoint_url = "{moto_url}"\n'
-        "max_attempts = 1\n"
-        '[[parameters]]\npath = "/peer"\n'
-        '[refresh]\ninterval = "1h"\n'
-        f'[http]\nlisten = "{listen}"\ntoken_file = "run/token"\n{http_extra}'
-        '[log]\nformat = "json"\n'
-    )
-    return config
+def _config(tmp_path: Path, moto_url: str, listen: str, **http: Any) -> Path:
+    config = serving_config(moto_url, listen, parameters=[{"path": "/peer"}], http=http)
+    return write_config(tmp_path / "config.toml", config)
 
 
 def run_client(client_dir: Path, address: str, token: str, *, uid: int) -> list[dict[str, Any]]:
@@ -101,8 +94,8 @@ def test_an_unlisted_uid_gets_403_and_no_value_on_every_route(
         "tcp6": f"[::1]:{port}",
         "unix": f"unix:{client_dir / 'agent.sock'}",
     }[listener]
-    extra = f'aws_protocols = ["ssm"]\nallowed_uids = [{os.getuid()}]\n'
-    with start_agent(write_config(tmp_path, moto_url, listen, extra)) as agent:
+    extra = {"aws_protocols": ["ssm"], "allowed_uids": [os.getuid()]}
+    with start_agent(_config(tmp_path, moto_url, listen, **extra)) as agent:
         if listener == "unix":  # the socket is 0660: let nobody connect, to meet the uid check
             (client_dir / "agent.sock").chmod(0o666)
         # The right token: the uid check holds even for a user who got hold of it.
@@ -132,7 +125,7 @@ def test_an_unlisted_uid_gets_403_and_no_value_on_every_route(
 def test_the_sdk_protocol_is_off_by_default(ssm: Any, moto_url: str, tmp_path: Path) -> None:
     ssm.put_parameter(Name="/peer/secret", Value=SECRET, Type="SecureString")
     listen = f"127.0.0.1:{free_port()}"
-    with start_agent(write_config(tmp_path, moto_url, listen, "")):
+    with start_agent(_config(tmp_path, moto_url, listen)):
         done = subprocess.run(
             [SYSTEM_PYTHON, str(CLIENT), listen, (tmp_path / "run" / "token").read_text()],
             capture_output=True,
@@ -153,8 +146,8 @@ def test_the_sdk_protocol_is_off_by_default(ssm: Any, moto_url: str, tmp_path: P
 
 
 def test_check_refuses_the_sdk_protocol_on_tcp_without_allowed_uids(tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path, "http://127.0.0.1:1", f"127.0.0.1:{free_port()}", 'aws_protocols = ["ssm"]\n'
+    config = _config(
+        tmp_path, "http://127.0.0.1:1", f"127.0.0.1:{free_port()}", aws_protocols=["ssm"]
     )
     for command in ("check", "run"):
         done = subprocess.run(
@@ -167,8 +160,8 @@ def test_check_refuses_the_sdk_protocol_on_tcp_without_allowed_uids(tmp_path: Pa
         assert done.returncode == 2, (command, done.stderr)
         assert f"{config}: http.allowed_uids: required" in done.stderr
     # Over a unix socket the socket file's mode decides who may connect: no uid list needed.
-    unix = write_config(
-        tmp_path, "http://127.0.0.1:1", f"unix:{tmp_path / 'a.sock'}", 'aws_protocols = ["ssm"]\n'
+    unix = _config(
+        tmp_path, "http://127.0.0.1:1", f"unix:{tmp_path / 'a.sock'}", aws_protocols=["ssm"]
     )
     done = subprocess.run(
         agent_command("check", "-c", str(unix)), capture_output=True, text=True, cwd=REPO

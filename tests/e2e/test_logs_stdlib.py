@@ -7,7 +7,8 @@ import json
 import socket
 from pathlib import Path
 
-from tests.support.child_apps import http_get, write_config
+from tests.support.builders import write_file_source
+from tests.support.child_apps import http_get
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
@@ -17,7 +18,7 @@ MALFORMED = [
     b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE \x01\x02 HTTP/9.9\r\n\r\n",
     b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n",
     b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"A" * 40 + b"\r\n\r\n",
-    b"GET /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\n\r\nzz\r\n",
+    b"GET /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: 127.0.0.1\r\n\r\nzz\r\n",
 ]
 
 
@@ -35,14 +36,10 @@ def _send_raw(port: int, raw: bytes) -> bytes:
 
 def test_malformed_requests_are_logged_as_json_lines(tmp_path: Path) -> None:
     port = free_port()
-    (tmp_path / "values.toml").write_text('"/app/a" = "json-only-value"\n')
-    config = write_config(
-        tmp_path / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "http": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
-        },
+    config = write_file_source(
+        tmp_path,
+        '"/app/a" = "json-only-value"\n',
+        http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
     )
     with AgentProcess("run", "-c", str(config)) as agent:
         agent.wait_for_event("ready")

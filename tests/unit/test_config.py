@@ -10,6 +10,7 @@ import pytest
 from agent.cli import main
 from agent.config import ConfigError, load_config, parse_config
 from agent.durations import parse_duration
+from tests.support.builders import agent_config
 
 GOOD = """
 [source]
@@ -265,3 +266,15 @@ def test_check_finds_template_syntax_errors(
         "files.template[2].source",
     ]
     assert "syntax error at line" in lines[0] and "not found" in lines[1]
+
+
+def test_config_refuses_malformed_access_key_ids() -> None:
+    data = agent_config(http={"sdk_access_key_ids": ["AKIAEXAMPLE000000001", "AKIA EXAMPLE"]})
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, file="config.toml")
+    assert str(raised.value) == (
+        "config.toml: http.sdk_access_key_ids: 'AKIA EXAMPLE' is not an access key id "
+        "(letters and digits only)"
+    )
+    data["http"]["sdk_access_key_ids"] = ["AKIAEXAMPLE000000001"]
+    assert parse_config(data).http.sdk_access_key_ids == ("AKIAEXAMPLE000000001",)

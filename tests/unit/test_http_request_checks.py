@@ -8,7 +8,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from agent.config import HttpConfig
 from agent.metrics import Metrics
 from agent.outputs.http import OpsServer
 from agent.outputs.http.routes import aws_sdk
 from agent.outputs.http.server import HttpServer
-from agent.results import CycleResult
-from agent.snapshot import Change, Parameter, Snapshot
 from agent.state import AgentState
+from tests.support.builders import parameter, snapshot
+from tests.support.http_server import start_api
 from tests.support.moto import free_port
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
@@ -51,14 +49,6 @@ ROUTES: list[tuple[str, str, bool, str | None]] = [
 ]
 
 
-async def no_refresh() -> CycleResult:
-    return CycleResult(True, True, Change())
-
-
-async def nothing_on_demand(name: str) -> Parameter | None:
-    return None
-
-
 @dataclass
 class Api:
     base: str
@@ -77,22 +67,9 @@ class Api:
 
 
 async def start(tmp_path: Path, listen: str) -> HttpServer:
-    state = AgentState()
-    modified = datetime(2026, 3, 4, tzinfo=UTC)
-    state.snapshot = Snapshot.build(
-        {"/app/a": Parameter("/app/a", "a", "String", SECRET, 2, modified)}, 1
-    )
-    state.ready = True
-    server = HttpServer(
-        HttpConfig(listen=listen, token_file=tmp_path / "token"),
-        state,
-        Metrics(),
-        refresh=no_refresh,
-        on_demand=nothing_on_demand,
-        interval=30.0,
-        route_factories=[aws_sdk.route_factory()],
-    )
-    await server.start()
+    served = snapshot(parameter("/app/a", SECRET, version=2))
+    sdk = [aws_sdk.route_factory()]
+    server, *_ = await start_api(tmp_path, listen=listen, served=served, route_factories=sdk)
     return server
 
 
@@ -102,7 +79,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     server = await start(tmp_path, listen)
     try:
         async with aiohttp.ClientSession() as session:
-            yield Api(f"http://{listen}", (tmp_path / "token").read_text(), session)
+            yield Api(f"http://{listen}", (tmp_path / "run" / "token").read_text(), session)
     finally:
         await server.stop()
 
@@ -187,7 +164,8 @@ async def test_unicode_digits_as_a_version_are_a_400(api: Api, query: str) -> No
 
 
 async def test_sdk_bad_names_and_deep_json_are_a_400(api: Api) -> None:
-    deep = "[" * 100_000 + "]" * 100_000
+    # Deeper than the JSON parser recurses, yet within http.max_body_bytes (64 KiB).
+    deep = "[" * 30_000 + "]" * 30_000
     cases = [
         (json.dumps({"Name": "/app/a:\u00b2"}), "ValidationException"),
         (json.dumps({"Names": ["/app/a:\u00b2"]}), "ValidationException"),

@@ -9,16 +9,10 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.outputs.notify.signals import PidFileTarget
-from agent.snapshot import Parameter, Snapshot
-
-
-def _snapshot() -> Snapshot:
-    p = Parameter("/app/key", "key", "String", "v", 1, datetime.now(UTC), "arn:x")
-    return Snapshot.build({p.name: p}, 1)
+from tests.support.builders import values_snapshot
 
 
 async def test_a_fifo_as_pid_file_never_blocks_the_event_loop(tmp_path: Path) -> None:
@@ -41,7 +35,9 @@ async def test_a_fifo_as_pid_file_never_blocks_the_event_loop(tmp_path: Path) ->
         loop_ran.set()
 
     ticker = asyncio.create_task(tick())
-    delivery = await asyncio.wait_for(PidFileTarget(fifo).notify(signal.SIGHUP, _snapshot()), 10)
+    delivery = await asyncio.wait_for(
+        PidFileTarget(fifo).notify(signal.SIGHUP, values_snapshot({"key": "v"})), 10
+    )
     await ticker
     assert not rescued.is_set(), "the event loop was blocked while the FIFO was opened"
     assert delivery.outcome == "target_missing"
@@ -50,7 +46,7 @@ async def test_a_fifo_as_pid_file_never_blocks_the_event_loop(tmp_path: Path) ->
 
 async def test_a_device_or_a_directory_is_not_a_pid_file(tmp_path: Path) -> None:
     for path in (Path("/dev/null"), tmp_path):
-        delivery = await PidFileTarget(path).notify(signal.SIGHUP, _snapshot())
+        delivery = await PidFileTarget(path).notify(signal.SIGHUP, values_snapshot({"key": "v"}))
         assert delivery.outcome == "target_missing", path
         assert delivery.reason == "pid_file is not a regular file", path
 
@@ -62,7 +58,7 @@ async def test_a_symlink_to_a_regular_pid_file_is_followed(tmp_path: Path) -> No
         real.write_text(f"{app.pid}\n")
         link = tmp_path / "app.pid"
         link.symlink_to(real)
-        delivery = await PidFileTarget(link).notify(signal.SIGTERM, _snapshot())
+        delivery = await PidFileTarget(link).notify(signal.SIGTERM, values_snapshot({"key": "v"}))
         assert delivery.outcome == "sent" and delivery.pids == (app.pid,)
         assert app.wait(10) == -signal.SIGTERM
     finally:

@@ -3,13 +3,12 @@ exception's type, with the template line, and never the text of the exception.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
-from agent.snapshot import Parameter, Snapshot
+from tests.support.builders import parameter, snapshot
 
 # Quotes of both kinds, a backslash and a newline: repr() of it differs from the value, and a
 # quoted-token filter over the message text cuts it in the wrong places.
@@ -17,10 +16,7 @@ TRICKY = 'it\'s "secret-part" \\ and\nmore-secret'
 
 
 def _context() -> dict[str, object]:
-    p = Parameter(
-        "/app/tricky", "tricky", "SecureString", TRICKY, 1, datetime(2026, 1, 1, tzinfo=UTC)
-    )
-    return template_context(Snapshot.build({p.name: p}, 1))
+    return template_context(snapshot(parameter("/app/tricky", TRICKY, type="SecureString")))
 
 
 def _message(tmp_path: Path, text: str) -> str:

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
-from agent.snapshot import Parameter, Snapshot
+from tests.support.builders import parameter, snapshot
 
 SECRET = "s3cr3t-<&>\"'-value"
 
 
-def _param(name: str, key: str, value: str) -> Parameter:
-    return Parameter(
-        name=name,
-        key=key,
-        type="SecureString",
-        value=value,
-        version=1,
-        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
 def _context() -> dict[str, object]:
-    snap = Snapshot.build(
-        {
-            "/app/db/url": _param("/app/db/url", "db/url", "pg://db"),
-            "/app/db/password": _param("/app/db/password", "db/password", SECRET),
-            "/app/flag": _param("/app/flag", "flag", "db/url"),
-        },
-        1,
+    snap = snapshot(
+        parameter("/app/db/url", "pg://db", key="db/url"),
+        parameter("/app/db/password", SECRET, key="db/password"),
+        parameter("/app/flag", "db/url", key="flag"),
     )
     return template_context(snap)
 
@@ -56,13 +41,10 @@ def test_no_autoescape_and_trailing_newline_kept(tmp_path: Path) -> None:
 
 
 def test_env_leaves_out_names_that_two_keys_share() -> None:
-    snap = Snapshot.build(
-        {
-            "/a/x-y": _param("/a/x-y", "x-y", "1"),
-            "/a/x_y": _param("/a/x_y", "x_y", "2"),
-            "/a/z": _param("/a/z", "z", "3"),
-        },
-        1,
+    snap = snapshot(
+        parameter("/a/x-y", "1", key="x-y"),
+        parameter("/a/x_y", "2", key="x_y"),
+        parameter("/a/z", "3", key="z"),
     )
     ctx = template_context(snap)
     assert ctx["env"] == {"Z": "3"}

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
+from agent.outputs.http.limits import LongPolls, TokenBucket
 from agent.outputs.http.ondemand import under_prefixes
 from agent.results import CycleResult
 from agent.snapshot import Parameter
@@ -90,7 +91,8 @@ class Route:
 
     `label` is the metrics label (the path template, never the raw path). `needs_token` routes
     require the token header; `needs_ready` routes answer 503 NotReady before the first complete
-    load; `capped` routes count against http.max_concurrency.
+    load; `capped` routes count against http.max_concurrency. A `takes_body` route has its body
+    read by the guard (size cap, deadline) before it takes a concurrency slot.
     """
 
     method: str
@@ -100,6 +102,7 @@ class Route:
     needs_ready: bool = True
     capped: bool = True
     label: str = ""
+    takes_body: bool = False
 
 
 @dataclass
@@ -117,6 +120,8 @@ class HttpContext:
     # another version; None: such requests are not found.
     on_demand_version: OnDemand | None = None
     configured: Configured | None = None
+    long_polls: LongPolls = field(default_factory=LongPolls)
+    refresh_limit: TokenBucket | None = None  # POST /v1/refresh cycles; None: unlimited
 
     def on_demand_covers(self, name: str) -> bool:
         return under_prefixes(name, self.on_demand_prefixes)

@@ -28,12 +28,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from agent.outputs.http import secretsmanager_protocol
 from agent.outputs.http.context import HttpContext, OnDemand, Route, RouteFactory
+from agent.outputs.http.limits import Limited
 from agent.outputs.http.origin import PROXY_HEADERS, loopback_address, loopback_host_header
+from agent.outputs.http.refusals import RefusalLog
 from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
     SdkError,
@@ -45,8 +46,6 @@ from agent.outputs.http.ssm_protocol import (
 )
 from agent.results import SourceError
 from agent.snapshot import Parameter
-
-log = structlog.get_logger(__name__)
 
 PATH = "/"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
@@ -139,6 +138,7 @@ class SdkHandler:
         self._allowed = frozenset(allowed_access_keys)
         self._ssm = ssm
         self._secretsmanager = secretsmanager
+        self._refusals = RefusalLog()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
@@ -149,11 +149,12 @@ class SdkHandler:
         quiet = ("ParameterNotFound", secretsmanager_protocol.NOT_FOUND)
         if reply.status != 200 and reply.body.get("__type") not in quiet:
             # Refusals are worth a line (a probe, a misconfigured app); values never appear.
-            log.info(
+            # At most one a second per code, fields clipped: see refusals.py.
+            self._refusals.note(
                 "sdk_request_refused",
+                str(reply.body.get("__type")),
                 target=request.headers.get("X-Amz-Target", ""),
                 status=reply.status,
-                code=reply.body.get("__type"),
                 request_id=request_id,
             )
         return render(reply, request_id)
@@ -206,6 +207,9 @@ class SdkHandler:
             raise SdkError(
                 "InternalServerError", f"an on-demand fetch failed: {exc}", 500
             ) from None
+        except Limited:
+            # SSM's own answer when its quota is exceeded: SDKs back off and retry.
+            raise SdkError("ThrottlingException", "Rate exceeded", 400) from None
         return dict(zip((name for name, _ in planned), found, strict=True))
 
 
@@ -229,6 +233,6 @@ def route_factory(
 
     def routes(ctx: HttpContext) -> list[Route]:
         handler = SdkHandler(ctx, allowed, ssm=ssm, secretsmanager=secretsmanager)
-        return [Route("POST", PATH, handler.handle, needs_token=False)]
+        return [Route("POST", PATH, handler.handle, needs_token=False, takes_body=True)]
 
     return routes

@@ -21,49 +21,22 @@ from agent.outputs.http.ssm_protocol import (
     names_to_fetch,
     operation_of,
 )
-from agent.snapshot import Parameter, Snapshot
+from agent.snapshot import Snapshot
+from tests.support.builders import parameter, snapshot
 
-MODIFIED = datetime(2026, 3, 4, 5, 6, 7, 891234, tzinfo=UTC)
 SECRET = "plaintext-s3cret"
 CIPHER = "AQICAHencrypted=="
 
 
-def param(
-    name: str,
-    value: str = "v",
-    version: int = 1,
-    *,
-    kind: str = "String",
-    selector: str | None = None,
-    encrypted: str | None = None,
-    modified: datetime = MODIFIED,
-) -> Parameter:
-    return Parameter(
-        name,
-        name.lstrip("/"),
-        kind,
-        value,
-        version,
-        modified,
-        arn=f"arn:aws:ssm:us-east-1:123456789012:parameter/{name.lstrip('/')}",
-        selector=selector,
-        encrypted_value=encrypted,
-    )
-
-
-def snap(*params: Parameter) -> Snapshot:
-    return Snapshot.build({p.name: p for p in params}, 1)
-
-
-STANDARD = snap(
-    param("/app/db/url", "postgres://db", 3),
-    param("/app/db/password", SECRET, 7, kind="SecureString", encrypted=CIPHER),
-    param("/app/list", "a,b", 2, kind="StringList"),
-    param("/app/name", "svc", 1),
-    param("/other/x", "x", 1),
-    param("/pinned", "old", 2, selector=":2"),
-    param("/labelled", "stable-value", 5, selector=":stable"),
-    param("top", "no slash", 1),
+STANDARD = snapshot(
+    parameter("/app/db/url", "postgres://db", version=3),
+    parameter("/app/db/password", SECRET, version=7, type="SecureString", encrypted=CIPHER),
+    parameter("/app/list", "a,b", version=2, type="StringList"),
+    parameter("/app/name", "svc", version=1),
+    parameter("/other/x", "x", version=1),
+    parameter("/pinned", "old", version=2, selector=":2"),
+    parameter("/labelled", "stable-value", version=5, selector=":stable"),
+    parameter("top", "no slash", version=1),
 )
 
 
@@ -131,7 +104,7 @@ def test_arns_and_slashless_names() -> None:
 
 
 def test_fetched_on_demand_fills_what_is_not_held() -> None:
-    lazy = param("/dyn/a", "lazy", 4, kind="SecureString", encrypted="enc")
+    lazy = parameter("/dyn/a", "lazy", version=4, type="SecureString", encrypted="enc")
     body = ok("GetParameter", {"Name": "/dyn/a:4"}, fetched={"/dyn/a:4": lazy})
     assert body["Parameter"]["Value"] == "enc" and body["Parameter"]["Selector"] == ":4"
     assert error("GetParameter", {"Name": "/dyn/b"})[1] == "ParameterNotFound"
@@ -154,11 +127,11 @@ def test_names_to_fetch_lists_covered_names_not_held() -> None:
 
 
 def test_secrets_manager_references_need_decryption() -> None:
-    ref = param("/aws/reference/secretsmanager/db", SECRET, 0, kind="SecureString")
-    snapshot = snap(ref)
-    status, code, message = error("GetParameter", {"Name": ref.name}, snapshot)
+    ref = parameter("/aws/reference/secretsmanager/db", SECRET, version=0, type="SecureString")
+    served = snapshot(ref)
+    status, code, message = error("GetParameter", {"Name": ref.name}, served)
     assert (status, code) == (400, "ValidationException") and "WithDecryption" in message
-    got = ok("GetParameter", {"Name": ref.name, "WithDecryption": True}, snapshot)
+    got = ok("GetParameter", {"Name": ref.name, "WithDecryption": True}, served)
     assert got["Parameter"]["Value"] == SECRET
 
 
@@ -266,14 +239,14 @@ def test_by_path_filters() -> None:
 
 
 def test_pages_are_stable_when_the_snapshot_changes_between_them() -> None:
-    first = snap(*(param(f"/p/{i:02d}", str(i)) for i in range(0, 30, 2)))
+    first = snapshot(*(parameter(f"/p/{i:02d}", str(i)) for i in range(0, 30, 2)))
     page1 = ok("GetParametersByPath", {"Path": "/p", "MaxResults": 4}, first)
     assert names_of(page1) == ["/p/00", "/p/02", "/p/04", "/p/06"]
     # Between pages: one parameter before the cursor and one after it appear, one goes away.
-    second = snap(
-        *(param(f"/p/{i:02d}", str(i)) for i in range(0, 30, 2) if i != 8),
-        param("/p/01", "new before"),
-        param("/p/09", "new after"),
+    second = snapshot(
+        *(parameter(f"/p/{i:02d}", str(i)) for i in range(0, 30, 2) if i != 8),
+        parameter("/p/01", "new before"),
+        parameter("/p/09", "new after"),
     )
     page2 = ok(
         "GetParametersByPath",
@@ -292,7 +265,7 @@ def test_pages_are_stable_when_the_snapshot_changes_between_them() -> None:
 def test_paging_returns_every_parameter_once_in_name_order(
     names: set[str], size: int, recursive: bool
 ) -> None:
-    snapshot = snap(*(param(n) for n in names))
+    served = snapshot(*(parameter(n) for n in names))
     seen: list[str] = []
     token: str | None = None
     pages = 0
@@ -300,7 +273,7 @@ def test_paging_returns_every_parameter_once_in_name_order(
         body: dict[str, Any] = {"Path": "/h", "Recursive": recursive, "MaxResults": size}
         if token is not None:
             body["NextToken"] = token
-        reply = ok("GetParametersByPath", body, snapshot)
+        reply = ok("GetParametersByPath", body, served)
         assert len(reply["Parameters"]) <= size
         seen.extend(names_of(reply))
         pages += 1
@@ -435,10 +408,10 @@ def test_other_operations_and_services_are_unknown() -> None:
 
 
 def test_epoch_seconds_are_truncated_to_milliseconds() -> None:
-    assert epoch_seconds(param("/a")) == 1772600767.891
-    whole = param("/a", modified=datetime(2026, 3, 4, 5, 6, 7, 999, tzinfo=UTC))
+    assert epoch_seconds(parameter("/a")) == 1772600767.891
+    whole = parameter("/a", last_modified=datetime(2026, 3, 4, 5, 6, 7, 999, tzinfo=UTC))
     assert epoch_seconds(whole) == 1772600767 and isinstance(epoch_seconds(whole), int)
-    naive = param("/a", modified=datetime(2026, 3, 4, 5, 6, 7, 500000))
+    naive = parameter("/a", last_modified=datetime(2026, 3, 4, 5, 6, 7, 500000))
     assert epoch_seconds(naive) == 1772600767.5
 
 

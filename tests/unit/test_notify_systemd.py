@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,36 +18,13 @@ from agent.outputs.notify.systemd import (
     watchdog_period,
 )
 from agent.results import ParameterError
-from agent.snapshot import Change, Parameter, Snapshot
+from agent.snapshot import Change
 from agent.state import AgentState
+from tests.support.builders import values_snapshot
+from tests.support.systemd import FakeSystemd
 from tests.support.waiting import async_wait_until
 
 SECRET = "s3cr3t-value-never-sent"
-
-
-class FakeSystemd:
-    """A bound unix datagram socket collecting the messages, as systemd would receive them."""
-
-    def __init__(self, address: str | bytes) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
-        self.sock.setblocking(False)
-        self.messages: list[dict[str, str]] = []
-
-    def drain(self) -> list[dict[str, str]]:
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except BlockingIOError:
-                return self.messages
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n"))
-            self.messages.append(fields)
-
-    def find(self, key: str) -> list[dict[str, str]]:
-        return [m for m in self.drain() if key in m]
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -64,18 +39,9 @@ def systemd(abstract_name: str) -> Iterator[FakeSystemd]:
     fake.close()
 
 
-def _snapshot(n: int) -> Snapshot:
-    now = datetime.now(UTC)
-    params = {
-        f"/app/p{i}": Parameter(f"/app/p{i}", f"p{i}", "SecureString", SECRET, 1, now)
-        for i in range(n)
-    }
-    return Snapshot.build(params, 1)
-
-
 async def _ready_state(n: int) -> AgentState:
     state = AgentState()
-    await state.swap(_snapshot(n))
+    await state.swap(values_snapshot({f"p{i}": SECRET for i in range(n)}))
     state.record_success()
     state.ready = True
     return state
@@ -125,10 +91,10 @@ async def test_ready_only_on_first_complete_load_then_status_and_stopping(
             lambda: any(m.get("STATUS", "").startswith(waiting) for m in systemd.drain()), 5
         )
         # A change published before readiness (not first) is a status update only.
-        await notifier.publish(_snapshot(1), Change(), first=False)
+        await notifier.publish(values_snapshot({"p0": SECRET}), Change(), first=False)
         assert systemd.find("READY") == []
 
-        await state.swap(_snapshot(2))
+        await state.swap(values_snapshot({"p0": SECRET, "p1": SECRET}))
         state.record_success()
         state.ready = True
         await notifier.publish(state.snapshot, Change(), first=True)
@@ -138,7 +104,7 @@ async def test_ready_only_on_first_complete_load_then_status_and_stopping(
 
         # A second first=True (say, after a config reload) does not repeat READY=1.
         await notifier.publish(state.snapshot, Change(), first=True)
-        await state.swap(_snapshot(3))
+        await state.swap(values_snapshot({"p0": SECRET, "p1": SECRET, "p2": SECRET}))
         await async_wait_until(
             lambda: any(m.get("STATUS", "").startswith("serving 3 ") for m in systemd.drain()), 5
         )
@@ -195,13 +161,13 @@ async def test_a_missing_socket_never_breaks_the_agent(tmp_path: Path) -> None:
     notifier = SystemdNotifier(sock, await _ready_state(1), 30.0)
     await notifier.start()
     try:
-        await notifier.publish(_snapshot(1), Change(), first=True)
-        await notifier.publish(_snapshot(1), Change(), first=False)
+        await notifier.publish(values_snapshot({"p0": SECRET}), Change(), first=True)
+        await notifier.publish(values_snapshot({"p0": SECRET}), Change(), first=False)
         assert sock.send("STATUS=x") is False
         # READY=1 was not delivered, so a later first load tries again once the socket exists.
         systemd = FakeSystemd(str(tmp_path / "gone"))
         try:
-            await notifier.publish(_snapshot(1), Change(), first=True)
+            await notifier.publish(values_snapshot({"p0": SECRET}), Change(), first=True)
             assert systemd.find("READY") == [{"READY": "1", "STATUS": describe(notifier.state)}]
         finally:
             systemd.close()
@@ -216,7 +182,7 @@ async def test_silent_unless_started_as_in_once_mode(
         await _ready_state(2), 30.0, {"NOTIFY_SOCKET": "@" + abstract_name}
     )
     assert notifier is not None
-    await notifier.publish(_snapshot(2), Change(), first=True)
+    await notifier.publish(values_snapshot({"p0": SECRET, "p1": SECRET}), Change(), first=True)
     await notifier.stop()
     # Prove the socket works, then that nothing else arrived before this message.
     notifier.sock.send("STATUS=probe")

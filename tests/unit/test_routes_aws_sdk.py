@@ -1,27 +1,24 @@
-"""`POST /` over a real HttpServer with an in-memory state (no SSM): headers, guard, on demand."""
+"""The AWS SDK route (`POST /`) over a real HttpServer with an in-memory state (no SSM):
+headers, the SigV4/loopback guard, on demand."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from agent.config import ConfigError, HttpConfig, parse_config
-from agent.metrics import Metrics
 from agent.outputs.http.routes import aws_sdk
 from agent.outputs.http.routes.aws_sdk import access_key_id, check_access_key
-from agent.outputs.http.server import HttpServer
 from agent.outputs.http.ssm_protocol import SdkError
-from agent.results import CycleResult, SourceError
-from agent.snapshot import Change, Parameter, Snapshot
+from agent.results import SourceError
 from agent.state import AgentState
-from tests.support.moto import free_port
+from tests.support.builders import parameter, snapshot
+from tests.support.http_server import Fakes, api_for
 
 AUTH = (
     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-east-1/ssm/aws4_request, "
@@ -38,27 +35,10 @@ def headers(operation: str, **extra: str) -> dict[str, str]:
     }
 
 
-def param(name: str, value: str, version: int = 1) -> Parameter:
-    return Parameter(name, name.lstrip("/"), "String", value, version, datetime.now(UTC))
-
-
-@dataclass
-class OnDemand:
-    answers: dict[str, Parameter | Exception | None] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-
-    async def __call__(self, name: str) -> Parameter | None:
-        self.calls.append(name)
-        found = self.answers.get(name)
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-
 @dataclass
 class Sdk:
     state: AgentState
-    on_demand: OnDemand
+    fakes: Fakes
     url: str
     session: aiohttp.ClientSession
 
@@ -71,36 +51,11 @@ class Sdk:
             return resp.status, resp.headers, json.loads(await resp.read())
 
 
-async def no_refresh() -> CycleResult:
-    return CycleResult(True, True, Change())
-
-
 @pytest.fixture
 async def sdk(tmp_path: Path) -> AsyncIterator[Sdk]:
-    cfg = HttpConfig(
-        listen=f"127.0.0.1:{free_port()}",
-        token_file=tmp_path / "token",
-        on_demand_prefixes=("/dyn",),
-    )
-    state = AgentState()
-    state.snapshot = Snapshot.build({"/app/a": param("/app/a", "value a", 2)}, 1)
-    state.ready = True
-    on_demand = OnDemand()
-    server = HttpServer(
-        cfg,
-        state,
-        Metrics(),
-        refresh=no_refresh,
-        on_demand=on_demand,
-        interval=30.0,
-        route_factories=[aws_sdk.route_factory()],
-    )
-    await server.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Sdk(state, on_demand, f"http://{cfg.listen}/", session)
-    finally:
-        await server.stop()
+    served = snapshot(parameter("/app/a", "value a", version=2))
+    async with api_for(tmp_path, served=served, route_factories=[aws_sdk.route_factory()]) as api:
+        yield Sdk(api.state, api.fakes, api.client.base + "/", api.client.session)
 
 
 async def test_answers_carry_the_aws_json_headers(sdk: Sdk) -> None:
@@ -115,13 +70,13 @@ async def test_answers_carry_the_aws_json_headers(sdk: Sdk) -> None:
 
 
 async def test_on_demand_names_are_fetched_and_failures_are_5xx(sdk: Sdk) -> None:
-    sdk.on_demand.answers["/dyn/x"] = param("/dyn/x", "lazy")
-    sdk.on_demand.answers["/dyn/down"] = SourceError("GetParameter failed: timeout")
+    sdk.fakes.on_demand["/dyn/x"] = parameter("/dyn/x", "lazy")
+    sdk.fakes.on_demand["/dyn/down"] = SourceError("GetParameter failed: timeout")
     status, _, body = await sdk.call("GetParameters", {"Names": ["/dyn/x", "/dyn/gone", "/o"]})
     assert status == 200
     assert [p["Value"] for p in body["Parameters"]] == ["lazy"]
     assert body["InvalidParameters"] == ["/dyn/gone", "/o"]
-    assert sdk.on_demand.calls == ["/dyn/x", "/dyn/gone"]  # "/o" is outside the prefixes
+    assert sdk.fakes.on_demand_calls == ["/dyn/x", "/dyn/gone"]  # "/o" is outside the prefixes
     status, _, body = await sdk.call("GetParameter", {"Name": "/dyn/down"})
     assert (status, body["__type"]) == (500, "InternalServerError")
     assert "timeout" in body["message"]
@@ -163,19 +118,3 @@ def test_access_key_id_comes_from_the_sigv4_credential() -> None:
     with pytest.raises(SdkError) as denied:
         check_access_key("AKIDOTHER", frozenset({"AKIDEXAMPLE"}))
     assert (denied.value.code, denied.value.status) == ("AccessDeniedException", 400)
-
-
-def test_config_refuses_malformed_access_key_ids() -> None:
-    data: dict[str, Any] = {
-        "source": {"type": "file", "path": "dev.toml"},
-        "parameters": [{"path": "/app"}],
-        "http": {"sdk_access_key_ids": ["AKIAEXAMPLE000000001", "AKIA EXAMPLE"]},
-    }
-    with pytest.raises(ConfigError) as raised:
-        parse_config(data, file="config.toml")
-    assert str(raised.value) == (
-        "config.toml: http.sdk_access_key_ids: 'AKIA EXAMPLE' is not an access key id "
-        "(letters and digits only)"
-    )
-    data["http"]["sdk_access_key_ids"] = ["AKIAEXAMPLE000000001"]
-    assert parse_config(data).http.sdk_access_key_ids == ("AKIAEXAMPLE000000001",)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from tests.support.builders import agent_config, write_config
 
 
 def check(tmp_path: Path, listen: str) -> int:
-    config = tmp_path / "config.toml"
-    config.write_text(f'[[parameters]]\npath = "/app"\n[http]\nlisten = "{listen}"\n')
+    config = write_config(tmp_path / "config.toml", agent_config(http={"listen": listen}))
     return main(["check", "-c", str(config)])
 
 

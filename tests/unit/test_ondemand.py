@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
 from agent.outputs.http.ondemand import OnDemandCache, under_prefixes
 from agent.results import SourceError
 from agent.snapshot import Parameter
-
-T = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.support.builders import parameter
 
 
 class Clock:
@@ -37,7 +35,7 @@ class Source:
             raise SourceError("GetParameter throttled")
         if "missing" in name:
             return None
-        return Parameter(name, name.lstrip("/"), "String", "v", self.version, T)
+        return parameter(name, version=self.version)
 
 
 def make(ttl: float = 30.0, max_entries: int = 100) -> tuple[OnDemandCache, Source, Clock]:

@@ -11,6 +11,7 @@ import pytest
 
 from agent.app import Agent
 from agent.config import ConfigError, parse_config
+from tests.support.builders import agent_config
 from tests.support.moto import free_port
 from tests.support.waiting import async_wait_until
 
@@ -27,16 +28,14 @@ async def test_ops_listener_serves_health_and_metrics_but_no_values(tmp_path: Pa
     (tmp_path / "values.toml").write_text('"/app/secret" = "ops-must-not-show-this"\n')
     ops_port, api_port = free_port(), free_port()
     cfg = parse_config(
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "http": {
+        agent_config(
+            http={
                 "listen": f"127.0.0.1:{api_port}",
                 "token_file": "token",
                 # Any address is accepted here; the test binds loopback to stay on this machine.
                 "ops_listen": f"127.0.0.1:{ops_port}",
             },
-        },
+        ),
         file=str(tmp_path / "config.toml"),
     )
     agent = Agent(cfg)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
 from agent.get_command import GetError, Target, fetch_value, target_for, url_for_listen
+from tests.support.builders import agent_config, parameter, snapshot, write_config
+from tests.support.http_server import start_api
 from tests.support.moto import free_port
-
-
-def write_config(tmp_path: Path, http: str) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(f'[[parameters]]\npath = "/app"\n[http]\n{http}\n')
-    return config
 
 
 def test_listen_becomes_a_url() -> None:
@@ -25,7 +21,8 @@ def test_listen_becomes_a_url() -> None:
 
 
 def test_defaults_come_from_the_config(tmp_path: Path) -> None:
-    config = write_config(tmp_path, 'listen = "unix:/run/x.sock"\ntoken_file = "tok"')
+    http = {"listen": "unix:/run/x.sock", "token_file": "tok"}
+    config = write_config(tmp_path / "config.toml", agent_config(http=http))
     target = target_for(None, None, str(config))
     assert target == Target("unix:/run/x.sock", tmp_path / "tok")
 
@@ -45,7 +42,7 @@ def test_without_any_config_the_builtin_defaults_apply(monkeypatch: pytest.Monke
 
 
 def test_a_bad_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path, 'listen = "nowhere"')
+    config = write_config(tmp_path / "config.toml", agent_config(http={"listen": "nowhere"}))
     assert main(["get", "/app/x", "-c", str(config)]) == 2
     assert "http.listen" in capsys.readouterr().err
 
@@ -76,32 +73,11 @@ def test_get_exits_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 async def test_fetch_over_a_unix_socket(tmp_path: Path) -> None:
-    import tempfile
-
-    from agent.config import HttpConfig
-    from agent.metrics import Metrics
-    from agent.outputs.http.server import HttpServer
-    from agent.results import CycleResult
-    from agent.snapshot import Change, Parameter, Snapshot
-    from agent.state import AgentState
-
-    async def refresh() -> CycleResult:
-        return CycleResult(True, True, Change())
-
-    async def on_demand(name: str) -> Parameter | None:
-        return None
-
     value = "line one\nline two\n"
-    state = AgentState()
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
-    state.snapshot = Snapshot.build({"/a/b": Parameter("/a/b", "b", "String", value, 1, moment)}, 1)
-    state.ready = True
+    served = snapshot(parameter("/a/b", value))
     with tempfile.TemporaryDirectory(dir="/tmp") as short:
-        cfg = HttpConfig(listen=f"unix:{short}/a.sock", token_file=tmp_path / "token")
-        server = HttpServer(
-            cfg, state, Metrics(), refresh=refresh, on_demand=on_demand, interval=30.0
-        )
-        await server.start()
+        listen = f"unix:{short}/a.sock"
+        server, _, _, _, cfg = await start_api(tmp_path, served=served, listen=listen)
         try:
             got = await fetch_value("/a/b", target_for(cfg.listen, str(cfg.token_file), None))
             assert got == value.encode()
