@@ -2,19 +2,32 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pip says what goes wrong, not what goes right (warnings and errors still show).
+PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/pip
+PIP_FLAGS := -q --no-warn-script-location
+# What `make run` runs: the example with its SDK-protocol lines on for this uid (see the file).
+RUN_CONFIG := .run.toml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run get test lint bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(PIP) install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
 	touch $@
 
-run: install
-	$(BIN)/ssm-sidecar run -c config.example.toml
+$(RUN_CONFIG): config.example.toml
+	sed -e 's/^#aws_protocols = /aws_protocols = /' \
+	    -e "s/^#allowed_uids = .*/allowed_uids = [$$(id -u)]/" config.example.toml > $@
+
+run: install $(RUN_CONFIG)
+	$(BIN)/ssm-sidecar run -c $(RUN_CONFIG)
+
+# One value from `make run`'s agent: `make get NAME=/myapp/dev/db/url` (a newline added).
+get: install
+	@test -n "$(NAME)" || { echo 'usage: make get NAME=/myapp/dev/db/url' >&2; exit 2; }
+	@$(BIN)/ssm-sidecar get -c config.example.toml '$(NAME)' && echo
 
 test: install
 	$(BIN)/pytest
@@ -30,4 +43,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) run $(RUN_CONFIG) .mypy_cache .ruff_cache .pytest_cache

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ctypes
-import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
-from agent.app import Agent
-from agent.config import Config, ConfigError, load_given_config
-from agent.get_command import run_get
-from agent.logs import setup_logging
-from agent.outputs.files import (
-    FilesOutput,
-    TemplateError,
-    TemplateRenderer,
-    UnsafeDirectoryError,
-)
-from agent.outputs.http import ListenError, raise_open_file_limit
-from agent.sources.region import resolve_source_region
-from agent.supervisor import FORWARDED
-from agent.tasks import describe, where
+
+if TYPE_CHECKING:
+    from agent.app import Agent
+    from agent.config import Config
+
+# Imports are made by the commands that need them: `--version`, `check` and `get` start without
+# the agent's runtime (aiohttp's server, aiobotocore, jinja2), which `run` and `once` import.
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
-
-log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +60,8 @@ def not_dumpable() -> str | None:
     """
     if not sys.platform.startswith("linux"):
         return "not Linux"
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
@@ -85,10 +72,14 @@ def not_dumpable() -> str | None:
 
 
 def _load(path: str | None) -> Config:
+    from agent.config import load_given_config
+
     return load_given_config(path)
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    import asyncio
+
     try:
         import uvloop  # optional: Linux only
     except ImportError:
@@ -97,6 +88,11 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _serve(agent: Agent) -> int:
+    import asyncio
+    import signal
+
+    from agent.supervisor import FORWARDED
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if agent.supervisor is not None:
@@ -112,16 +108,28 @@ async def _serve(agent: Agent) -> int:
 
 def _fail(exc: Exception) -> int:
     """An error nobody foresaw: one line on stderr (and one log line with its place)."""
-    log.error("agent_crashed", error=describe(exc), where=where(exc))
+    import structlog
+
+    from agent.tasks import describe, where
+
+    structlog.get_logger(__name__).error("agent_crashed", error=describe(exc), where=where(exc))
     print(f"ssm-sidecar: unexpected error: {describe(exc)}", file=sys.stderr)
     return EXIT_RUNTIME
 
 
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
+    import structlog
+
+    from agent.app import Agent
+    from agent.config import ConfigError
+    from agent.outputs.files import UnsafeDirectoryError
+    from agent.outputs.http import ListenError, raise_open_file_limit
+
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     # Every connection is a descriptor: take all the kernel allows (the API caps its share).
     before, soft, hard = raise_open_file_limit()
+    log = structlog.get_logger(__name__)
     (log.info if soft != before else log.debug)(
         "open_file_limit", soft_before=before, soft=soft, hard=hard
     )
@@ -151,6 +159,9 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
 
 
 def cmd_once(cfg: Config) -> int:
+    from agent.config import ConfigError
+    from agent.outputs.files import UnsafeDirectoryError
+
     try:
         return _run_loop(lambda: _once(cfg))
     except UnsafeDirectoryError as exc:
@@ -164,6 +175,9 @@ def cmd_once(cfg: Config) -> int:
 
 
 async def _once(cfg: Config) -> int:
+    from agent.app import Agent
+    from agent.outputs.files import FilesOutput
+
     agent = Agent(cfg)
     result = await agent.once()
     # An init container must not start its app on a partial set: say what was not written.
@@ -179,13 +193,21 @@ async def _once(cfg: Config) -> int:
 
 
 def cmd_check(cfg: Config) -> int:
+    import json
+
+    from agent.config import ConfigError
+    from agent.sources.region import resolve_source_region
+
     problems: list[tuple[str, str]] = []
     try:
         cfg = resolve_source_region(cfg)  # shown resolved in the effective config
     except ConfigError as exc:
         problems.extend(exc.problems)
     # Templates are files of their own: a syntax error is a config error, found before running.
-    for i, t in enumerate(cfg.files.template if cfg.files else ()):
+    templates = cfg.files.template if cfg.files else ()
+    if templates:  # jinja2 only when there is a template
+        from agent.outputs.files import TemplateError, TemplateRenderer
+    for i, t in enumerate(templates):
         try:
             TemplateRenderer(t.source).compile()
         except TemplateError as exc:
@@ -202,7 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before any value is read (`get` prints one, `run` and `once` hold them all).
     dump_problem = not_dumpable() if args.command != "check" else None
     if args.command == "get":  # needs no valid config when --url and --token-file are given
+        from agent.get_command import run_get
+
         return run_get(args.name, args.url, args.token_file, args.config, secret=args.secret)
+    from agent.config import ConfigError
+    from agent.logs import setup_logging
+
     try:
         cfg = _load(args.config)
     except ConfigError as exc:
@@ -210,9 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     setup_logging(cfg.log.level, cfg.log.format)
     if dump_problem is not None:
-        log.warning("core_dumps_not_disabled", reason=dump_problem)
+        import structlog
+
+        structlog.get_logger(__name__).warning("core_dumps_not_disabled", reason=dump_problem)
     if args.command == "check":
         return cmd_check(cfg)
+    from agent.sources.region import resolve_source_region
+
     try:
         cfg = resolve_source_region(cfg)  # the SDKs' chain; none at all is a config error
     except ConfigError as exc:

@@ -9,14 +9,13 @@ stdout exactly as served (no newline added); any failure is one line on stderr a
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
-
-import aiohttp
+from urllib.parse import quote, urlsplit
 
 from agent.config import (
     DEFAULT_CONFIG_PATH,
@@ -25,8 +24,10 @@ from agent.config import (
     default_config_path,
     load_config,
 )
-from agent.outputs.http.context import TOKEN_HEADER
 
+# The agent's token header (agent.outputs.http.context.TOKEN_HEADER, which a test holds equal):
+# named here so that `get` starts without importing the server and aiohttp.
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"  # noqa: S105 (a header name)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TIMEOUT = 10.0
 
@@ -75,36 +76,64 @@ def _read_token(path: Path) -> str:
 
 
 async def fetch_value(name: str, target: Target, *, secret: bool = False) -> bytes:
+    """`get_value` from a coroutine (the blocking request runs in a thread)."""
+    import asyncio  # not at the top: `ssm-sidecar get` itself never starts an event loop
+
+    return await asyncio.to_thread(get_value, name, target, secret=secret)
+
+
+def get_value(name: str, target: Target, *, secret: bool = False) -> bytes:
+    """The value the agent at `target` serves for `name`; GetError says why not."""
     token = _read_token(target.token_file)
     if secret:
         path = "/v1/secrets/" + quote(name, safe="/:")
     else:
         path = "/v1/parameters/" + quote(name.lstrip("/"), safe="/")
-    if target.url.startswith("unix:"):
-        connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=target.url[5:])
-        base = "http://localhost"
-    else:
-        connector = aiohttp.TCPConnector()
-        base = target.url.rstrip("/")
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
     try:
-        async with (
-            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-            session.get(base + path, headers={TOKEN_HEADER: token}) as resp,
-        ):
-            body = await resp.read()
-            if resp.status == 200:
-                return body
-            raise GetError(_explain(name, resp.status, body, target))
-    except aiohttp.ClientConnectionError as exc:
-        raise GetError(f"no agent answering at {target.url} ({_reason(exc)})") from None
+        status, body = _http_get(target.url, path, token)
     except TimeoutError:
         raise GetError(f"the agent at {target.url} did not answer within {TIMEOUT:g}s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise GetError(f"no agent answering at {target.url} ({_reason(exc)})") from None
+    if status == 200:
+        return body
+    raise GetError(_explain(name, status, body, target))
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str) -> None:
+        super().__init__("localhost", timeout=TIMEOUT)
+        self._socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(TIMEOUT)
+        try:
+            sock.connect(self._socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _http_get(url: str, path: str, token: str) -> tuple[int, bytes]:
+    """One GET with the standard library (blocking): (status, body)."""
+    conn: http.client.HTTPConnection
+    if url.startswith("unix:"):
+        conn = _UnixConnection(url[5:])
+    else:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path, headers={TOKEN_HEADER: token})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def _reason(exc: Exception) -> str:
-    cause = exc.__cause__ or exc
-    return getattr(cause, "strerror", None) or type(cause).__name__
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def _explain(name: str, status: int, body: bytes, target: Target) -> str:
@@ -135,7 +164,7 @@ def run_get(
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     try:
-        value = asyncio.run(fetch_value(name, target, secret=secret))
+        value = get_value(name, target, secret=secret)
     except GetError as exc:
         print(f"ssm-sidecar: get: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -17,10 +17,12 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
-from aiohttp.http_exceptions import HttpProcessingError
+
+if TYPE_CHECKING:
+    from aiohttp.http_exceptions import HttpProcessingError
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -268,7 +270,9 @@ FOREIGN_MIN_LEVEL = logging.WARNING
 
 def _bad_request(exc_info: Any) -> HttpProcessingError | None:
     exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-    return exc if isinstance(exc, HttpProcessingError) else None
+    # Looked up, not imported: a process that never imported aiohttp (`check`) cannot hold one.
+    kind = getattr(sys.modules.get("aiohttp.http_exceptions"), "HttpProcessingError", None)
+    return exc if kind is not None and isinstance(exc, kind) else None
 
 
 def _foreign_record(

@@ -13,10 +13,13 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,12 @@ READY_TIMEOUT = 600.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 @dataclass(frozen=True)
 class Start:
+    label: str  # "agent", or "agent @ REV (before)"
     size: int
     files: bool
     http_up: float  # process start -> first answer of /readyz (any status)
@@ -78,8 +85,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def seed_all(endpoint_url: str) -> tuple[float, int]:
-    params = grouped_parameters(max(SIZES))
+def export_revision(revision: str, into: Path) -> Path | None:
+    """`agent/` as of `revision` in `into` (git archive), or None when unavailable."""
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "agent"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def seed_all(endpoint_url: str, sizes: tuple[int, ...]) -> tuple[float, int]:
+    params = grouped_parameters(max(sizes))
     return seed(endpoint_url, params), len(params)
 
 
@@ -152,7 +175,9 @@ def _files_complete(data_link: Path, size: int) -> bool:
     return sum(1 for n in os.listdir(data_link.parent) if not n.startswith(".")) >= size
 
 
-def start_once(moto_url: str, size: int, files: bool, work: Path) -> Start:
+def start_once(
+    moto_url: str, size: int, files: bool, work: Path, code: Path | None = None, label: str = ""
+) -> Start:
     work.mkdir(parents=True)
     port = free_port()
     config = _config(work, moto_url, size, files, port)
@@ -160,7 +185,8 @@ def start_once(moto_url: str, size: int, files: bool, work: Path) -> Start:
     data_link = work / "files" / "..data"
     with (work / "agent.log").open("wb") as log:
         started = time.monotonic()
-        proc = CHILDREN.start(agent_argv(config), env=agent_env(), stderr=log)
+        env = agent_env(PYTHONPATH=str(code)) if code else agent_env()
+        proc = CHILDREN.start(agent_argv(config), env=env, cwd=code or REPO, stderr=log)
     try:
         http_up = ready = files_done = None
         cpu = 0.0
@@ -184,6 +210,7 @@ def start_once(moto_url: str, size: int, files: bool, work: Path) -> Start:
         _check_served(base, work, size, files)
         assert http_up is not None
         return Start(
+            label or "agent",
             size,
             files,
             http_up,
@@ -203,6 +230,7 @@ def _row(runs: list[Start], floor: tuple[float, int]) -> list[object]:
     readies = [r.ready for r in runs]
     gaps = [r.files_done - r.ready for r in runs if r.files_done is not None]
     return [
+        first.label,
         f"{first.size:,}",
         "yes" if first.files else "no",
         len(runs),
@@ -246,35 +274,52 @@ def _notes(seed_seconds: float, seeded: int) -> str:
     )
 
 
-def measure(repeat: int, repeat_10k: int) -> str:
+def measure(
+    repeat: int, repeat_10k: int, sizes: tuple[int, ...] = SIZES, before: str | None = None
+) -> str:
     moto = start_moto_server()
     try:
-        progress(f"start-up: seeding {max(SIZES):,} parameters into moto")
-        seed_seconds, seeded = seed_all(moto.url)
+        progress(f"start-up: seeding {max(sizes):,} parameters into moto")
+        seed_seconds, seeded = seed_all(moto.url, sizes)
         progress(f"start-up: seeded {seeded:,} in {seed_seconds:.1f} s")
         rows = []
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-            for size in SIZES:
+            # (label, code dir): this tree, and the agent at `before` exported beside it.
+            agents: list[tuple[str, Path | None]] = [("agent", None)]
+            if before:
+                code = export_revision(before, Path(tmp) / "before-code")
+                if code is None:
+                    progress(f"start-up: git revision {before} unavailable; no 'before' rows")
+                else:
+                    agents.append((f"agent @ {before} (before)", code))
+            for size in sizes:
                 floor = moto_floor(moto.url, size)
                 progress(f"start-up: moto floor for {size:,}: {floor[0]:.2f} s, {floor[1]} calls")
-                runs: dict[bool, list[Start]] = {False: [], True: []}
-                # Alternated, so that a burst of load from elsewhere hits both kinds alike.
+                runs: dict[tuple[str, bool], list[Start]] = {
+                    (label, files): [] for label, _ in agents for files in (False, True)
+                }
+                # Alternated, so that a burst of load from elsewhere hits every kind alike.
                 for i in range(repeat_10k if size >= 10_000 else repeat):
-                    for files in (False, True):
-                        work = Path(tmp) / f"n{size}-files{int(files)}-{i}"
-                        r = start_once(moto.url, size, files, work)
+                    for (label, code), files in (
+                        (agent, files) for agent in agents for files in (False, True)
+                    ):
+                        work = (
+                            Path(tmp)
+                            / f"n{size}-files{int(files)}-{i}-{agents.index((label, code))}"
+                        )
+                        r = start_once(moto.url, size, files, work, code, label)
                         gap = (
                             ""
                             if r.files_done is None
                             else f", files {r.files_done - r.ready:+.2f} s"
                         )
                         progress(
-                            f"start-up: {size:,} files={files}: ready {r.ready:.2f} s "
+                            f"start-up: {label} {size:,} files={files}: ready {r.ready:.2f} s "
                             f"(HTTP up {r.http_up:.2f} s), CPU {r.cpu_at_ready:.2f} s, "
                             f"calls {r.calls}, VmHWM {mib(r.hwm_kb)}{gap}"
                         )
-                        runs[files].append(r)
-                rows += [_row(runs[False], floor), _row(runs[True], floor)]
+                        runs[(label, files)].append(r)
+                rows += [_row(r, floor) for r in runs.values()]
     finally:
         moto.stop()
     return (
@@ -283,6 +328,7 @@ def measure(repeat: int, repeat_10k: int) -> str:
         "log level info.\n\n"
         + table(
             [
+                "agent",
                 "parameters",
                 "[files]",
                 "runs",
@@ -306,12 +352,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Start-up time and peak RSS of the agent.")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case up to 1,000")
     parser.add_argument("--repeat-10k", type=int, default=2, help="runs per 10,000 case")
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, SIZES)), help="parameter counts, comma-separated"
+    )
+    parser.add_argument("--before", default="", help="git revision to measure beside this tree")
     args = parser.parse_args()
+    sizes = tuple(int(s) for s in args.sizes.split(","))
     return run(
         "startup",
         "Start-up time and peak RSS",
         "bench.startup",
-        lambda: measure(args.repeat, args.repeat_10k),
+        lambda: measure(args.repeat, args.repeat_10k, sizes, args.before or None),
     )
 
 

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from agent.config import SourceConfig
 from agent.metrics import Metrics
 from agent.results import SourceError
+from agent.sources.botocore_models import use_trimmed_models
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +74,8 @@ class AwsSession:
         self.cfg = cfg
         self.session = session or get_session()
         self._base_session = get_session()
+        for s in (self.session, self._base_session):
+            use_trimmed_models(s)  # only the operations the agent calls: ~10 MiB less
         self._lock = asyncio.Lock()
         self._prepared = False
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 
-import botocore.session
 import structlog
-from botocore.utils import IMDSRegionProvider
 
 from agent.config import Config, ConfigError, region_problem
 
@@ -38,6 +36,10 @@ def resolve_region(configured: str | None) -> tuple[str, str] | None:
         value = os.environ.get(var, "").strip()
         if value:
             return value, var
+    # botocore only past this point: `check` with a region set stays light to start.
+    import botocore.session
+    from botocore.utils import IMDSRegionProvider
+
     session = botocore.session.Session()
     try:
         # AWS_DEFAULT_REGION was looked at above; what is left of botocore's chain is the profile.

@@ -29,10 +29,16 @@ from agent.sources.aws import ApiError as _ApiError
 from agent.sources.aws import AwsClient, AwsSession
 from agent.sources.aws import as_datetime as _as_datetime
 from agent.sources.base import LoadResult
+from agent.sources.parallel import CallGate, all_of
 
 log = structlog.get_logger(__name__)
 
 CHUNK = 10  # the most names GetParameters takes, and the most results a page holds
+# The first load (nothing served yet, the pod waits) runs this many calls side by side: listing
+# pages of several paths, GetParameters chunks, decryption chunks. Below the client's pool of 10
+# connections. Later cycles make one call at a time: nobody waits on them, and the account's
+# request quota is shared by every agent.
+FIRST_LOAD_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +101,11 @@ class SsmSource:
         self._metrics = metrics
         self._aws = AwsClient("ssm", aws or AwsSession(cfg, session), metrics)
         self._session = self._aws.aws.session
+        self._gate = CallGate(1)
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        return await self._aws.call(operation, **kwargs)
+        async with self._gate:
+            return await self._aws.call(operation, **kwargs)
 
     async def close(self) -> None:
         await self._aws.close()
@@ -109,22 +117,21 @@ class SsmSource:
         errors: list[ParameterError] = []
         listed: dict[str, _Listed] = {}
         params: dict[str, Parameter] = {}
-
-        for entry in self._entries:
-            if entry.path is not None:
-                try:
-                    listing = await self._list_path(entry.path, entry.is_recursive, stats)
-                except _ApiError as exc:
-                    errors.append(
-                        ParameterError(entry.path, exc.code, exc.message, entry.required, True)
-                    )
-                    continue
-                if not listing and entry.required:
-                    self._metrics.parameter_not_found.inc()
-                    errors.append(empty_path_error(entry.path))
-                for raw in listing:
-                    key = key_under(entry.path, raw["Name"])
-                    listed[raw["Name"]] = _Listed(raw["Name"], key, None, raw)
+        # --- parallel first load (issue #15): a bound on calls in flight for this load
+        self._gate = CallGate(FIRST_LOAD_CONCURRENCY if len(previous) == 0 else 1)
+        paths = [e for e in self._entries if e.path is not None]
+        listings = await all_of([self._list_entry(e, stats) for e in paths])
+        for entry, (raws, error) in zip(paths, listings, strict=True):
+            assert entry.path is not None
+            if error is not None:
+                errors.append(error)
+            elif not raws and entry.required:
+                self._metrics.parameter_not_found.inc()
+                errors.append(empty_path_error(entry.path))
+            for raw in raws:
+                key = key_under(entry.path, raw["Name"])
+                listed[raw["Name"]] = _Listed(raw["Name"], key, None, raw)
+        # ---
 
         named = [e for e in self._entries if e.name is not None]
         plain = [e for e in named if not _is_secrets_manager(e)]
@@ -155,6 +162,15 @@ class SsmSource:
             params.update(await self._decrypt(to_decrypt, stats, errors))
         return LoadResult(params, tuple(errors), stats["calls"], stats["decryptions"])
 
+    async def _list_entry(
+        self, entry: ParameterEntry, stats: dict[str, int]
+    ) -> tuple[list[dict[str, Any]], ParameterError | None]:
+        assert entry.path is not None
+        try:
+            return await self._list_path(entry.path, entry.is_recursive, stats), None
+        except _ApiError as exc:
+            return [], ParameterError(entry.path, exc.code, exc.message, entry.required, True)
+
     async def _list_path(
         self, path: str, recursive: bool, stats: dict[str, int]
     ) -> list[dict[str, Any]]:
@@ -182,85 +198,102 @@ class SsmSource:
         """GetParameters in chunks of 10: (entry, raw) for those found, errors for the rest."""
         found: list[tuple[ParameterEntry, dict[str, Any]]] = []
         errors: list[ParameterError] = []
-        for chunk in _chunks(entries):
-            by_base = {e.name: e for e in chunk if e.name is not None}
-            try:
-                stats["calls"] += 1
-                resp = await self._call(
-                    "GetParameters", Names=[_request(e) for e in chunk], WithDecryption=decrypt
+        chunks = list(_chunks(entries))
+        for chunk_found, chunk_errors in await all_of(
+            [self._get_chunk(chunk, decrypt, stats) for chunk in chunks]
+        ):
+            found.extend(chunk_found)
+            errors.extend(chunk_errors)
+        return found, errors
+
+    async def _get_chunk(
+        self, chunk: Sequence[ParameterEntry], decrypt: bool, stats: dict[str, int]
+    ) -> tuple[list[tuple[ParameterEntry, dict[str, Any]]], list[ParameterError]]:
+        found: list[tuple[ParameterEntry, dict[str, Any]]] = []
+        errors: list[ParameterError] = []
+        by_base = {e.name: e for e in chunk if e.name is not None}
+        try:
+            stats["calls"] += 1
+            resp = await self._call(
+                "GetParameters", Names=[_request(e) for e in chunk], WithDecryption=decrypt
+            )
+        except _ApiError as exc:
+            if len(chunk) == 1:
+                errors.append(_error_for(chunk[0], exc))
+                return found, errors
+            # One denied name fails the whole chunk: isolate it by asking one by one.
+            for one in chunk:
+                one_found, one_errors = await self._get_named([one], decrypt, stats)
+                found.extend(one_found)
+                errors.extend(one_errors)
+            return found, errors
+        for raw in resp.get("Parameters", []):
+            entry: ParameterEntry | None = (
+                by_base.pop(raw["Name"], None)
+                or by_base.pop(raw.get("ARN", ""), None)
+                # Secrets Manager references may come back named by the secret's id alone.
+                or by_base.pop(SECRETS_MANAGER_PREFIX + raw["Name"], None)
+            )
+            if entry is not None:
+                if _is_secrets_manager(entry):
+                    raw = {**raw, "Name": entry.name}
+                found.append((entry, raw))
+        for e in by_base.values():
+            self._metrics.parameter_not_found.inc()
+            errors.append(
+                ParameterError(
+                    _request(e),
+                    "ParameterNotFound",
+                    "not found (or no such version/label)",
+                    e.required,
+                    name=e.name,
                 )
-            except _ApiError as exc:
-                if len(chunk) == 1:
-                    errors.append(_error_for(chunk[0], exc))
-                    continue
-                # One denied name fails the whole chunk: isolate it by asking one by one.
-                for entry in chunk:
-                    one_found, one_errors = await self._get_named([entry], decrypt, stats)
-                    found.extend(one_found)
-                    errors.extend(one_errors)
-                continue
-            for raw in resp.get("Parameters", []):
-                entry = (
-                    by_base.pop(raw["Name"], None)
-                    or by_base.pop(raw.get("ARN", ""), None)
-                    # Secrets Manager references may come back named by the secret's id alone.
-                    or by_base.pop(SECRETS_MANAGER_PREFIX + raw["Name"], None)
-                )
-                if entry is not None:
-                    if _is_secrets_manager(entry):
-                        raw = {**raw, "Name": entry.name}
-                    found.append((entry, raw))
-            for e in by_base.values():
-                self._metrics.parameter_not_found.inc()
-                errors.append(
-                    ParameterError(
-                        _request(e),
-                        "ParameterNotFound",
-                        "not found (or no such version/label)",
-                        e.required,
-                        name=e.name,
-                    )
-                )
+            )
         return found, errors
 
     async def _decrypt(
         self, items: list[_Listed], stats: dict[str, int], errors: list[ParameterError]
     ) -> dict[str, Parameter]:
         params: dict[str, Parameter] = {}
-        for chunk in _chunks(items):
-            by_request = {i.request: i for i in chunk}
-            by_name = {i.raw["Name"]: i for i in chunk}
-            try:
-                stats["calls"] += 1
-                stats["decryptions"] += len(chunk)
-                resp = await self._call(
-                    "GetParameters", Names=list(by_request), WithDecryption=True
+        for chunk_params in await all_of(
+            [self._decrypt_chunk(chunk, stats, errors) for chunk in _chunks(items)]
+        ):
+            params.update(chunk_params)
+        return params
+
+    async def _decrypt_chunk(
+        self, chunk: Sequence[_Listed], stats: dict[str, int], errors: list[ParameterError]
+    ) -> dict[str, Parameter]:
+        params: dict[str, Parameter] = {}
+        by_request = {i.request: i for i in chunk}
+        by_name = {i.raw["Name"]: i for i in chunk}
+        try:
+            stats["calls"] += 1
+            stats["decryptions"] += len(chunk)
+            resp = await self._call("GetParameters", Names=list(by_request), WithDecryption=True)
+        except _ApiError:
+            # One bad key or grant fails the whole chunk: isolate the culprits one by one.
+            for one in chunk:
+                params.update(await self._decrypt_one(one, stats, errors))
+            return params
+        for raw in resp.get("Parameters", []):
+            item: _Listed | None = by_name.pop(raw["Name"], None)
+            if item is not None:
+                listed_value = (
+                    item.raw.get("Value") if item.raw.get("Version") == raw.get("Version") else None
                 )
-            except _ApiError:
-                # One bad key or grant fails the whole chunk: isolate the culprits one by one.
-                for item in chunk:
-                    params.update(await self._decrypt_one(item, stats, errors))
-                continue
-            for raw in resp.get("Parameters", []):
-                item = by_name.pop(raw["Name"], None)
-                if item is not None:
-                    listed_value = (
-                        item.raw.get("Value")
-                        if item.raw.get("Version") == raw.get("Version")
-                        else None
-                    )
-                    params[raw["Name"]] = _parameter(
-                        raw, item.key, item.selector, raw["Value"], listed_value
-                    )
-            for item in by_name.values():
-                errors.append(
-                    ParameterError(
-                        item.request,
-                        "ParameterNotFound",
-                        "vanished while decrypting",
-                        name=item.raw["Name"],
-                    )
+                params[raw["Name"]] = _parameter(
+                    raw, item.key, item.selector, raw["Value"], listed_value
                 )
+        for item in by_name.values():
+            errors.append(
+                ParameterError(
+                    item.request,
+                    "ParameterNotFound",
+                    "vanished while decrypting",
+                    name=item.raw["Name"],
+                )
+            )
         return params
 
     async def _decrypt_one(

@@ -35,7 +35,9 @@ def test_readme_names_the_two_commands() -> None:
     readme = (REPO / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^run:.*\n\t.*ssm-sidecar run -c config\.example\.toml$", makefile, re.M)
+    # `make run` runs the example with its SDK-protocol lines turned on
+    assert re.search(r"^run:.*\n\t.*ssm-sidecar run -c \$\(RUN_CONFIG\)$", makefile, re.M)
+    assert re.search(r"^\$\(RUN_CONFIG\): config\.example\.toml$", makefile, re.M)
     assert re.search(r"^test:.*\n\t.*pytest$", makefile, re.M)
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci

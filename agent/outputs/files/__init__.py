@@ -5,8 +5,22 @@ change it, `atomic_writer.py` swaps the set in the Kubernetes AtomicWriter way, 
 renders dotenv/JSON bundles, `templates.py` the sandboxed jinja2 templates.
 """
 
+from typing import TYPE_CHECKING
+
 from agent.outputs.files.directory import UnsafeDirectoryError
 from agent.outputs.files.output import FilesOutput
-from agent.outputs.files.templates import TemplateError, TemplateRenderer
+
+if TYPE_CHECKING:
+    from agent.outputs.files.templates import TemplateError, TemplateRenderer
+
+
+def __getattr__(name: str) -> object:
+    # jinja2 is imported on first use of the template names, not with the files output.
+    if name in ("TemplateError", "TemplateRenderer"):
+        from agent.outputs.files import templates
+
+        return getattr(templates, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["FilesOutput", "TemplateError", "TemplateRenderer", "UnsafeDirectoryError"]

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -26,8 +27,9 @@ from agent.outputs.base import NotDelivered
 from agent.outputs.files.atomic_writer import AtomicWriter, Ownership, UnsafePathError, path_problem
 from agent.outputs.files.bundles import render_bundle
 from agent.outputs.files.directory import UnsafeDirectoryError
-from agent.outputs.files.sandbox import RenderLimits
-from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
+
+if TYPE_CHECKING:  # jinja2 is imported only when files.template is set (memory, issue #15)
+    from agent.outputs.files.templates import TemplateRenderer
 from agent.snapshot import Change, Snapshot
 from agent.state import FilesStatus
 
@@ -80,8 +82,13 @@ class FilesOutput:
         #: The last write, for /healthz (the agent puts this object into AgentState).
         self.status = status if status is not None else FilesStatus(str(cfg.dir))
         self.writer = AtomicWriter(cfg.dir, Ownership(cfg.mode, cfg.dir_mode, cfg.uid, cfg.gid))
-        limits = RenderLimits(cfg.template_timeout, cfg.template_max_bytes)
-        self._renderers = [TemplateRenderer(t.source, limits) for t in cfg.template]
+        self._renderers: list[TemplateRenderer] = []
+        if cfg.template:
+            from agent.outputs.files.sandbox import RenderLimits
+            from agent.outputs.files.templates import TemplateRenderer
+
+            limits = RenderLimits(cfg.template_timeout, cfg.template_max_bytes)
+            self._renderers = [TemplateRenderer(t.source, limits) for t in cfg.template]
         self._lock = asyncio.Lock()
         # The set this output last swapped in, to skip rewriting an identical one.
         self._written: dict[str, bytes] | None = None
@@ -228,22 +235,25 @@ class FilesOutput:
                 )
                 problems.append(f"bundle {bundle.path}: {exc}")
             yield _Entry(bundle.path, f"bundle {bundle.path}", data)
-        context = template_context(snapshot) if self._renderers else {}
-        for tpl, renderer in zip(self.cfg.template, self._renderers, strict=True):
-            try:
-                data = renderer.render(context)
-            except TemplateError as exc:
-                data = self.writer.read_current(tpl.path)
-                self.metrics.template_errors.labels(template=tpl.path).inc()
-                log.error(
-                    "template_failed",
-                    template=tpl.path,
-                    source=str(tpl.source),
-                    reason=str(exc),
-                    kept=data is not None,
-                )
-                problems.append(f"template {tpl.path}: {exc}")
-            yield _Entry(tpl.path, f"template {tpl.path}", data)
+        if self._renderers:  # jinja2 only when there are templates
+            from agent.outputs.files.templates import TemplateError, template_context
+
+            context = template_context(snapshot)
+            for tpl, renderer in zip(self.cfg.template, self._renderers, strict=True):
+                try:
+                    data = renderer.render(context)
+                except TemplateError as exc:
+                    data = self.writer.read_current(tpl.path)
+                    self.metrics.template_errors.labels(template=tpl.path).inc()
+                    log.error(
+                        "template_failed",
+                        template=tpl.path,
+                        source=str(tpl.source),
+                        reason=str(exc),
+                        kept=data is not None,
+                    )
+                    problems.append(f"template {tpl.path}: {exc}")
+                yield _Entry(tpl.path, f"template {tpl.path}", data)
         written = self._written or {}
         # Parameters and Secrets Manager secrets share one key space (clashes never reach here).
         values: list[tuple[str, str, str | bytes]] = [
