@@ -72,10 +72,20 @@ OVER_LIMIT_RESPONSE = (
 class Tracked(asyncio.Protocol):
     """One accepted connection: forwards every event to aiohttp's protocol and keeps its phase."""
 
-    __slots__ = ("closing", "inner", "limiter", "phase", "proven", "since", "transport")
+    __slots__ = (
+        "closing",
+        "forward",
+        "inner",
+        "limiter",
+        "phase",
+        "proven",
+        "since",
+        "transport",
+    )
 
     def __init__(self, inner: asyncio.Protocol, limiter: ConnectionLimiter) -> None:
         self.inner = inner
+        self.forward = inner.data_received  # bound once: called for every packet
         self.limiter = limiter
         self.transport: asyncio.Transport | None = None
         self.phase = IDLE
@@ -91,7 +101,7 @@ class Tracked(asyncio.Protocol):
         if self.phase == IDLE:
             self.phase = RECEIVING
             self.since = time.monotonic()
-        self.inner.data_received(data)
+        self.forward(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()
@@ -232,14 +242,15 @@ class ConnectionLimiter:
             )
 
     def begin(self, inner: Any) -> Tracked | None:
-        conn = self._fresh.get(inner) or self._proven.get(inner)
+        conn = self._proven.get(inner) or self._fresh.get(inner)  # kept-alive ones first
         if conn is not None:
             conn.phase = ACTIVE
         return conn
 
-    def end(self, conn: Tracked) -> None:
+    def end(self, conn: Tracked, now: float | None = None) -> None:
+        """`conn` answered a request; `now` is time.monotonic() when the caller has it."""
         conn.phase = IDLE
-        conn.since = time.monotonic()
+        conn.since = time.monotonic() if now is None else now
         inner = conn.inner
         if conn.proven:
             table = self._proven

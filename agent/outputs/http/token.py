@@ -71,7 +71,7 @@ class TokenCheck:
     """Constant-time comparison of a presented header value with the token."""
 
     def __init__(self, token: str) -> None:
-        self._expected = token.encode()
+        self.expected = token.encode()
 
     def matches(self, presented: str) -> bool:
-        return hmac.compare_digest(self._expected, presented.encode("utf-8", "surrogateescape"))
+        return hmac.compare_digest(self.expected, presented.encode("utf-8", "surrogateescape"))

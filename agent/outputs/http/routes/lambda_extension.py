@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from agent.outputs.http.context import (
     JSON_TYPE,
@@ -106,16 +106,34 @@ class _Renderings:
         return body
 
 
+def _arguments(query: MultiMapping[str]) -> tuple[str, str | None, bool]:
+    """(name, selector, withDecryption) of a request's query, or a ValidationException."""
+    name = query.get("name")
+    if not name:
+        raise validation_error("the name query argument is required")
+    base, selector = _selector_of(name, query.get("version"), query.get("label"))
+    return base, selector, query_flag("withDecryption", query.get("withDecryption"), False)
+
+
+#: Query strings whose arguments are kept parsed: an app asks for the same few over and over.
+QUERIES_KEPT = 256
+
+
 def routes(ctx: HttpContext) -> list[Route]:
     renderings = PerParameter(_Renderings)
+    parsed: dict[str, tuple[str, str | None, bool]] = {}
 
     async def get_parameter(request: web.Request) -> web.StreamResponse:
-        query = request.query
-        name = query.get("name")
-        if not name:
-            raise validation_error("the name query argument is required")
-        base, selector = _selector_of(name, query.get("version"), query.get("label"))
-        decrypt = query_flag("withDecryption", query.get("withDecryption"), False)
+        # The arguments depend on the query string alone: parse each distinct one once (a
+        # refused one is never kept, so it is refused again every time).
+        raw = request.rel_url.raw_query_string
+        arguments = parsed.get(raw)
+        if arguments is None:
+            arguments = _arguments(request.query)
+            if len(parsed) >= QUERIES_KEPT:
+                parsed.clear()
+            parsed[raw] = arguments
+        base, selector, decrypt = arguments
         p = served_now(ctx, base, selector) or await lookup(ctx, base, selector)
         body = renderings.get(p).body(selector, decrypt)
         return web.Response(body=body, headers=_JSON_HEADERS)

@@ -181,11 +181,14 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def get_value(request: web.Request) -> web.StreamResponse:
         name = "/" + request.match_info["name"]
-        p = served_now(ctx, name, None) or await lookup(ctx, name, None)
+        # The snapshot's own name first (what find_served tries first for a name with "/").
+        p = ctx.state.snapshot.parameters.get(name)
+        if p is None:
+            p = served_now(ctx, name, None) or await lookup(ctx, name, None)
         served = answers.get(p)
         tags = request.headers.get("If-None-Match")
         if tags is None or not _etag_matches(tags, served.etag):
-            return served.value()
+            return web.Response(body=served.body, headers=served.value_headers)
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
             with ctx.long_polls.hold():  # 429 beyond http.max_long_polls
