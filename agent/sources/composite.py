@@ -9,13 +9,16 @@ value, and /healthz shows why.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import structlog
 
 from agent.results import SourceError
 from agent.snapshot import Parameter, Snapshot
 from agent.sources.base import LoadResult, Source
-from agent.sources.secrets import SecretsManagerSource
+
+if TYPE_CHECKING:  # the module is imported only with [[secrets]] (factory.py)
+    from agent.sources.secrets import SecretsManagerSource
 
 log = structlog.get_logger(__name__)
 

@@ -6,10 +6,8 @@ from agent.config import Config
 from agent.metrics import Metrics
 from agent.sources.aws import AwsSession
 from agent.sources.base import Source
-from agent.sources.composite import CompositeSource
 from agent.sources.file import FileSource
 from agent.sources.region import resolve_source_region
-from agent.sources.secrets import SecretsManagerSource
 from agent.sources.ssm import SsmSource
 
 
@@ -22,6 +20,10 @@ def build_source(cfg: Config, metrics: Metrics) -> Source:
         cfg = resolve_source_region(cfg)
     if not cfg.secrets:
         return SsmSource(cfg.source, cfg.parameters, metrics)
+    # Imported only with [[secrets]]: an agent without them never loads it (memory, issue #15).
+    from agent.sources.composite import CompositeSource
+    from agent.sources.secrets import SecretsManagerSource
+
     # One session for both services: a role_arn is assumed once for both.
     aws = AwsSession(cfg.source)
     return CompositeSource(

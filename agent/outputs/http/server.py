@@ -51,7 +51,7 @@ from agent.outputs.http.listen import Listener, ListenError
 from agent.outputs.http.origin import host_refusal, loopback_host_header, proxy_refusal
 from agent.outputs.http.peers import PeerGuard
 from agent.outputs.http.refusals import RefusalLog
-from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, secrets_manager, v1
+from agent.outputs.http.routes import lambda_extension, ops, secrets_manager, v1
 from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
@@ -307,11 +307,13 @@ class HttpServer:
             ),
         )
         if route_factories is None:
-            route_factories = (
-                (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
-                if cfg.aws_protocols
-                else ()
-            )
+            route_factories = ()
+            if cfg.aws_protocols:  # the SDK protocol's module only when it is on (issue #15)
+                from agent.outputs.http.routes import aws_sdk
+
+                route_factories = (
+                    aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),
+                )
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
         self._listener = Listener("http.listen", cfg.listen)
