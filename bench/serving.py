@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -167,29 +168,40 @@ def _targets(work: Path, before: str | None) -> list[Target]:
 
 
 def measure(
-    connections: int = 32,
+    connections: int | Sequence[int] = 32,
     seconds: float = 4.0,
     rounds: int = 5,
     before: str | None = BEFORE_REVISION,
 ) -> str:
-    """Runs the benchmark; returns the markdown section."""
+    """Runs the benchmark (once per connection count, same servers); the markdown section."""
+    counts = [connections] if isinstance(connections, int) else list(connections)
+    sections = []
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         targets = _targets(Path(tmp), before)
-        runs: dict[str, list[Run]] = {t.label: [] for t in targets}
-        for t in targets:  # warm-up: first requests pay lazy imports and caches
-            run_once(t, connections, 1.0)
-        for r in range(rounds):
-            for t in targets:
-                result = run_once(t, connections, seconds)
-                if result.load.failed:
-                    raise RuntimeError(f"{t.label}: {result.load.failed} failed requests")
-                runs[t.label].append(result)
-                progress(
-                    f"serving round {r + 1}/{rounds}: {t.label}: {result.rps:,.0f} req/s, "
-                    f"p50 {ms(result.load.p50)}, p99 {ms(result.load.p99)}, "
-                    f"{result.cpu_per_request * 1e6:.0f} us CPU/request"
-                )
-        return _report(targets, runs, connections, seconds, rounds)
+        for n in counts:
+            runs = _rotate(targets, n, seconds, rounds)
+            sections.append(_report(targets, runs, n, seconds, rounds))
+    return "\n\n".join(sections)
+
+
+def _rotate(
+    targets: list[Target], connections: int, seconds: float, rounds: int
+) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {t.label: [] for t in targets}
+    for t in targets:  # warm-up: first requests pay lazy imports and caches
+        run_once(t, connections, 1.0)
+    for r in range(rounds):
+        for t in targets:
+            result = run_once(t, connections, seconds)
+            if result.load.failed:
+                raise RuntimeError(f"{t.label}: {result.load.failed} failed requests")
+            runs[t.label].append(result)
+            progress(
+                f"serving {connections} conns, round {r + 1}/{rounds}: {t.label}: "
+                f"{result.rps:,.0f} req/s, p50 {ms(result.load.p50)}, "
+                f"p99 {ms(result.load.p99)}, {result.cpu_per_request * 1e6:.0f} us CPU/request"
+            )
+    return runs
 
 
 def _best_run(results: list[Run]) -> Run:
@@ -223,6 +235,7 @@ def _report(
             ]
         )
     return (
+        f"**{connections} connections.** "
         f"Load generator: {ceiling.load.tool}, 1 thread, {connections} keep-alive connections, "
         f"{seconds:g} s per run, {rounds} rounds in rotation. Servers pinned to CPU "
         f"{SERVER_CPU}, the load generator to CPU {LOAD_CPU}. Requests/s, p50 and p99 are those "
@@ -255,14 +268,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one run")
     parser.add_argument("--rounds", type=int, default=5, help="runs per server, in rotation")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections", default="16,256", help="keep-alive connections, comma-separated"
+    )
     parser.add_argument("--before", default=BEFORE_REVISION, help="git revision; '' for none")
     args = parser.parse_args()
     return report.run(
         "serving",
         "Serving: requests/s and latency against a bare aiohttp handler",
         "bench.serving",
-        lambda: measure(args.connections, args.seconds, args.rounds, args.before or None),
+        lambda: measure(
+            [int(n) for n in args.connections.split(",")],
+            args.seconds,
+            args.rounds,
+            args.before or None,
+        ),
     )
 
 
