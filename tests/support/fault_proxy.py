@@ -12,21 +12,20 @@ pytest-asyncio tests and agent subprocesses can all use it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import json
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
+
+from tests.support.threaded_server import ThreadedServer
 
 FaultKind = Literal["throttle", "error", "status", "delay", "reset", "reply"]
 
@@ -141,10 +140,14 @@ def _error_response(status: int, code: str, message: str) -> web.Response:
     )
 
 
-class FaultProxy:
+class FaultProxy(ThreadedServer):
     """Reverse proxy with fault injection, running in its own thread and event loop."""
 
+    thread_name = "fault-proxy"
+    client_max_size = 64 * 1024 * 1024
+
     def __init__(self, upstream_url: str) -> None:
+        super().__init__()
         self.upstream_url = upstream_url.rstrip("/")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -152,107 +155,10 @@ class FaultProxy:
         self._arrivals = 0
         self._faults: list[_Fault] = []
         self._bucket: _TokenBucket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._port: int | None = None
-
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FaultProxy is not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FaultProxy:
-        """Bind 127.0.0.1 on a free port; returns once the proxy is listening."""
-        if self._thread is not None:
-            raise RuntimeError("FaultProxy already started")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name="fault-proxy", daemon=True
-        )
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self._port = asyncio.run_coroutine_threadsafe(self._startup(), loop).result(10.0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, close connections and the loop thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if thread.is_alive():
-            future: Future[None] = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            with contextlib.suppress(Exception):
-                future.result(15.0)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10.0)
-        if not thread.is_alive():
-            loop.close()
-        self._loop = self._thread = None
-        self._port = None
-
-    def __enter__(self) -> FaultProxy:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "stopped"
         return f"FaultProxy({where} -> {self.upstream_url})"
-
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_forever()
-        # Let callbacks scheduled during shutdown (transport closes) run.
-        loop.run_until_complete(asyncio.sleep(0))
-
-    async def _startup(self) -> int:
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
-            timeout=aiohttp.ClientTimeout(total=60.0),
-        )
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        addresses = runner.addresses
-        if not addresses:
-            raise RuntimeError("FaultProxy did not bind a socket")
-        port: int = addresses[0][1]
-        return port
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ---------------------------------------------------------------- faults
 
