@@ -3,6 +3,7 @@ environments, moto seeding, machine facts, and small number/table helpers."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import datetime
@@ -18,13 +19,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from tests.support.builders import write_config
-from tests.support.moto import DUMMY_AWS_ENV, boto3_client, free_port
+from tests.support.fault_proxy import FaultProxy
+from tests.support.moto import (
+    DUMMY_AWS_ENV,
+    MotoServer,
+    boto3_client,
+    free_port,
+    start_moto_server,
+)
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -231,12 +241,8 @@ def start_seeded_moto(params: Sequence[Seed], work: Path) -> SeededMoto:
 
 def seed(endpoint_url: str, params: Sequence[Seed], threads: int = 8) -> float:
     """PutParameter each one (Overwrite) from `threads` boto3 clients; returns the seconds taken."""
-    local = threading.local()
 
-    def put(p: Seed) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = boto3_client("ssm", endpoint_url)
+    def put(client: Any, p: Seed) -> None:
         client.put_parameter(
             Name=p.name,
             Value=p.value,
@@ -244,11 +250,46 @@ def seed(endpoint_url: str, params: Sequence[Seed], threads: int = 8) -> float:
             Overwrite=True,
         )
 
+    return each_in_threads("ssm", endpoint_url, put, params, threads)
+
+
+def each_in_threads(
+    service: str,
+    endpoint_url: str,
+    call: Callable[[Any, T], object],
+    items: Sequence[T],
+    threads: int = 8,
+) -> float:
+    """`call(client, item)` for every item, from `threads` threads with a boto3 client of
+    `service` each; returns the seconds taken (the first failure raises)."""
+    local = threading.local()
+
+    def one(item: T) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = boto3_client(service, endpoint_url)
+        call(client, item)
+
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(put, p) for p in params]:
+        for future in [pool.submit(one, item) for item in items]:
             future.result()
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def counted_moto() -> Iterator[tuple[MotoServer, FaultProxy, asyncio.Runner]]:
+    """A moto server, a FaultProxy in front of it that counts the calls, and an event loop for an
+    agent source run in this process, with moto's dummy credentials (never a real account)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(agent_env())
+    moto = start_moto_server()
+    try:
+        with FaultProxy(moto.url) as proxy, asyncio.Runner() as loop:
+            yield moto, proxy, loop
+    finally:
+        moto.stop()
 
 
 # ------------------------------------------------------------------------------ numbers
