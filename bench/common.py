@@ -15,12 +15,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -48,6 +50,23 @@ def progress(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------ processes
+
+
+def export_revision(revision: str, into: Path) -> Path | None:
+    """`agent/` as of `revision` in `into` (git archive), or None when git or the revision is
+    unavailable; the working tree is not touched."""
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "agent"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 class Children:

@@ -16,6 +16,12 @@ from tests.support.waiting import wait_until
 REPO = Path(__file__).resolve().parents[2]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def agent_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
 
