@@ -29,7 +29,7 @@ from agent.sources.base import LoadResult
 from agent.sources.ssm import SsmSource
 from bench.common import (
     Seed,
-    counted_moto,
+    costs_at_sizes,
     each_in_threads,
     mixed_parameters,
     progress,
@@ -330,13 +330,7 @@ def _report(costs: Sequence[Cost]) -> str:
 
 
 def measure() -> str:
-    # The source runs in this process: moto's dummy credentials, never a real account.
-    with counted_moto() as (moto, proxy, loop):
-        bench = Bench(moto, proxy, loop)
-        costs: list[Cost] = []
-        for n in SIZES:
-            costs += bench.size(n)
-        return _report(costs)
+    return _report(costs_at_sizes(Bench, SIZES))
 
 
 if __name__ == "__main__":

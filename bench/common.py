@@ -20,11 +20,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from tests.support.builders import write_config
 from tests.support.fault_proxy import FaultProxy
@@ -37,6 +37,7 @@ from tests.support.moto import (
 )
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -296,17 +297,25 @@ def each_in_threads(
     return time.monotonic() - started
 
 
-@contextlib.contextmanager
-def counted_moto() -> Iterator[tuple[MotoServer, FaultProxy, asyncio.Runner]]:
-    """A moto server, a FaultProxy in front of it that counts the calls, and an event loop for an
-    agent source run in this process, with moto's dummy credentials (never a real account)."""
+class SizedBench(Protocol[C]):
+    def size(self, n: int) -> list[C]: ...
+
+
+def costs_at_sizes(
+    bench: Callable[[MotoServer, FaultProxy, asyncio.Runner], SizedBench[C]],
+    sizes: Iterable[int],
+) -> list[C]:
+    """`bench(moto, proxy, loop).size(n)` for each size, in order: a moto server, a FaultProxy in
+    front of it that counts the calls, an event loop for an agent source run in this process,
+    with moto's dummy credentials (never a real account)."""
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         del os.environ[name]
     os.environ.update(agent_env())
     moto = start_moto_server()
     try:
         with FaultProxy(moto.url) as proxy, asyncio.Runner() as loop:
-            yield moto, proxy, loop
+            sized = bench(moto, proxy, loop)
+            return [cost for n in sizes for cost in sized.size(n)]
     finally:
         moto.stop()
 

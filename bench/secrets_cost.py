@@ -28,7 +28,7 @@ from agent.config import parse_config
 from agent.metrics import Metrics
 from agent.snapshot import Snapshot
 from agent.sources.secrets import SecretsManagerSource
-from bench.common import counted_moto, each_in_threads, progress, ssm_source, table
+from bench.common import costs_at_sizes, each_in_threads, progress, ssm_source, table
 from bench.report import run
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto import MotoServer, boto3_client
@@ -223,12 +223,7 @@ def _report(costs: Sequence[Cost]) -> str:
 
 
 def measure() -> str:
-    with counted_moto() as (moto, proxy, loop):
-        bench = Bench(moto, proxy, loop)
-        costs: list[Cost] = []
-        for n in SIZES:
-            costs += bench.size(n)
-        return _report(costs)
+    return _report(costs_at_sizes(Bench, SIZES))
 
 
 if __name__ == "__main__":
