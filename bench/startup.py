@@ -10,7 +10,6 @@ client (the "moto floor") show how much of the time is the backend's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ from bench.common import (
 )
 from bench.report import run
 from tests.support.moto import boto3_client, free_port, start_moto_server
-from tests.support.processes import cpu_seconds
+from tests.support.processes import cpu_seconds, json_objects
 
 GROUP = 100  # parameters per path
 PREFIX = "/bench/start"
@@ -120,12 +119,8 @@ def _config(work: Path, moto_url: str, size: int, files: bool, port: int) -> Pat
 
 
 def _ready_calls(log: Path) -> int | None:
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == "ready":
+    for event in json_objects(log.read_text(errors="replace").splitlines()):
+        if event.get("event") == "ready":
             calls = event.get("calls")
             return calls if isinstance(calls, int) else None
     return None
