@@ -13,6 +13,7 @@ import structlog
 
 from agent.children import reap_forever
 from agent.config import Config, FilesConfig
+from agent.fleet.fleet import Fleet
 from agent.logs import redactor
 from agent.metrics import Metrics
 from agent.outputs.base import Output
@@ -27,6 +28,7 @@ from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import Source
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
+from agent.sources.ssm import SsmSource
 from agent.state import AgentState, FilesStatus
 from agent.supervisor import Supervisor
 
@@ -67,9 +69,18 @@ class Agent:
         self.state = AgentState()
         self.state.on_swap.append(_register_secrets)
         self.source = build_source(cfg, self.metrics)
+        # --- fleet mode: the fleet's source wraps the SSM source (docs/fleet.md) ---
+        self.fleet: Fleet | None = None
+        if cfg.fleet is not None:
+            assert isinstance(self.source, SsmSource)  # config.py refuses any other source
+            self.fleet = Fleet(cfg, self.source, self.metrics, self.state, rng)
+            self.source = self.fleet.source
+        # --- end fleet mode ---
         self.refresher = Refresher(
             self.source, cfg.refresh, self.state, self.metrics, self._publish, rng
         )
+        if self.fleet is not None:
+            self.fleet.on_change = self.refresher.trigger
         # Exec mode: the app is our child, started after the first complete load.
         self.supervisor = Supervisor(exec_argv, cfg.exec, self.metrics) if exec_argv else None
         self.outputs = self._build_chain()
@@ -164,6 +175,8 @@ class Agent:
     async def start(self) -> None:
         await self.check_files_dir()  # before anything listens or starts
         await self.outputs.start()
+        if self.fleet is not None:
+            self._spawn(self.fleet.run(), "fleet")
         self._spawn(self.refresher.run(), "refresher")
         self._watch_source()
         if self.reloader is not None:
@@ -204,7 +217,12 @@ class Agent:
             log.warning("config_reload_needs_restart", section=section)
         new = new.model_copy(update={"http": self.cfg.http, "log": self.cfg.log})
         old_source = self.source
-        if plan.source:  # built first: if this fails, nothing has changed yet
+        if self.fleet is not None and plan.source:  # fleet mode: the fleet's source stays
+            log.warning("config_reload_needs_restart", section="source (fleet mode)")
+            new = new.model_copy(
+                update={k: getattr(self.cfg, k) for k in ("source", "parameters", "fleet")}
+            )
+        elif plan.source:  # built first: if this fails, nothing has changed yet
             self.source = self.refresher.source = build_source(new, self.metrics)
             self._watch_source()
         self.cfg = new

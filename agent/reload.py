@@ -22,7 +22,7 @@ from agent.config import Config, ConfigError, load_config
 
 log = structlog.get_logger(__name__)
 
-NEEDS_RESTART = ("http", "log")
+NEEDS_RESTART = ("http", "log", "fleet")
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,22 @@ class SsmSource:
     async def close(self) -> None:
         await self._aws.close()
 
+    @property
+    def aws_session(self) -> AwsSession:
+        """The session (and credentials) this source calls with, for other clients (KMS)."""
+        return self._aws.aws
+
+    async def get_raw(self, names: Sequence[str], with_decryption: bool) -> list[dict[str, Any]]:
+        """GetParameters for `names` (chunks of 10): the raw answers of those found. Raises
+        ApiError/SourceError like every call. For fleet mode's key and per-name fetches."""
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(list(names)):
+            resp = await self._call(
+                "GetParameters", Names=list(chunk), WithDecryption=with_decryption
+            )
+            found.extend(resp.get("Parameters", []))
+        return found
+
     # --- a cycle -----------------------------------------------------------------------------
 
     async def load(self, previous: Snapshot) -> LoadResult:
