@@ -13,6 +13,7 @@ import structlog
 
 from agent.children import reap_forever
 from agent.config import Config, FilesConfig
+from agent.fleet.budget import CallBudget
 from agent.fleet.fleet import Fleet
 from agent.logs import redactor
 from agent.metrics import Metrics
@@ -26,6 +27,7 @@ from agent.reload import Reloader, plan_reload
 from agent.results import CycleResult
 from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import Source
+from agent.sources.composite import CompositeSource
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
 from agent.sources.ssm import SsmSource
@@ -69,6 +71,7 @@ class Agent:
         self.state = AgentState()
         self.state.on_swap.append(_register_secrets)
         self.source = build_source(cfg, self.metrics)
+        self._budget(self.source, cfg, rng)
         # --- fleet mode: the fleet's source wraps the SSM source (docs/fleet.md) ---
         self.fleet: Fleet | None = None
         if cfg.fleet is not None:
@@ -91,6 +94,13 @@ class Agent:
             if cfg.origin.is_file()
             else None
         )
+
+    @staticmethod
+    def _budget(source: Source, cfg: Config, rng: random.Random | None) -> None:
+        """The SSM call budget (token bucket + start-up splay), with or without a fleet."""
+        ssm = source.parameters if isinstance(source, CompositeSource) else source
+        if isinstance(ssm, SsmSource):
+            ssm.set_budget(CallBudget(cfg.source.max_calls_per_second, cfg.refresh.splay, rng).take)
 
     def _build_chain(self) -> OutputChain:
         cfg = self.cfg
@@ -224,6 +234,7 @@ class Agent:
             )
         elif plan.source:  # built first: if this fails, nothing has changed yet
             self.source = self.refresher.source = build_source(new, self.metrics)
+            self._budget(self.source, new, None)
             self._watch_source()
         self.cfg = new
         self.refresher.cfg = new.refresh

@@ -101,6 +101,8 @@ class SourceConfig(Section):
     # Attempts per SSM call, botocore's own retries included; the refresher backs off on top.
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout: Duration = 10.0
+    # The agent's own cap on SSM calls (token bucket, burst of one second's worth); 0: none.
+    max_calls_per_second: float = Field(default=20.0, ge=0)
 
     @field_validator("external_id")
     @classmethod
@@ -277,6 +279,8 @@ class RefreshConfig(Section):
     interval: Duration = 30.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
     max_backoff: Duration = 300.0
+    # The first SSM call waits a random time up to this (a fleet restarted together).
+    splay: Duration = 0.0
 
     @field_validator("interval")
     @classmethod

@@ -7,7 +7,7 @@ changed (one call per 10 of them). A quiet cycle makes zero KMS decryptions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,10 @@ class SsmSource:
 
     async def close(self) -> None:
         await self._aws.close()
+
+    def set_budget(self, take: Callable[[], Awaitable[None]]) -> None:
+        """Awaited before each SSM call: the agent's call budget (token bucket, splay)."""
+        self._aws.before_call = take
 
     @property
     def aws_session(self) -> AwsSession:

@@ -162,7 +162,12 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_text(GOOD)
     assert main(["check", "-c", str(path)]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["refresh"] == {"interval": "30s", "jitter": 0.1, "max_backoff": "5m"}
+    assert shown["refresh"] == {
+        "interval": "30s",
+        "jitter": 0.1,
+        "max_backoff": "5m",
+        "splay": "0s",
+    }
     assert shown["parameters"][1] == {
         "name": "/shared/db/password",
         "version": 3,
