@@ -25,6 +25,7 @@ BENCHMARKS = {
     "backend_cost": "bench.backend_cost",
     "secrets_cost": "bench.secrets_cost",
     "herd": "bench.herd",
+    "fleet": "bench.fleet",
 }
 
 

@@ -178,6 +178,7 @@ class FaultProxy:
         self._arrivals = 0
         self._faults: list[_Fault] = []
         self._bucket: _TokenBucket | None = None
+        self._limited: frozenset[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -330,13 +331,21 @@ class FaultProxy:
             self._faults.clear()
             self._bucket = None
 
-    def set_rate_limit(self, per_second: float | None, *, burst: float | None = None) -> None:
+    def set_rate_limit(
+        self,
+        per_second: float | None,
+        *,
+        burst: float | None = None,
+        operations: frozenset[str] | None = None,
+    ) -> None:
         """Throttle (like "throttle" faults) requests above ``per_second`` across all clients.
 
         Token bucket starting full with ``burst`` tokens (default ``max(1, per_second)``);
-        rejected requests do not consume tokens. None removes the limit.
+        rejected requests do not consume tokens. None removes the limit. `operations`: only
+        these count and are limited (e.g. SSM's reads, not KMS, which has its own quota).
         """
         with self._lock:
+            self._limited = operations
             if per_second is None:
                 self._bucket = None
                 return
@@ -425,7 +434,8 @@ class FaultProxy:
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     return fault
-            if self._bucket is not None and not self._bucket.take():
+            limited = self._limited is None or operation in self._limited
+            if limited and self._bucket is not None and not self._bucket.take():
                 return _RATE_LIMITED
             return None
 
