@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import subprocess
@@ -108,7 +109,7 @@ async def _worker(n: int, endpoint: str, redis_url: str) -> None:
         # follower.
         shared_kms = shared_kms or fleet.kms
         fleet.kms = fleet.follower._kms = shared_kms
-        fleet.on_change = lambda i=i, fleet=fleet: watch(i, fleet)
+        fleet.on_change = functools.partial(watch, i, fleet)
         fleets.append(fleet)
         tasks.append(asyncio.create_task(fleet.run()))
     while sum(1 for i, f in enumerate(fleets) if f.role == "follower" and i in first) < n:
