@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 from collections.abc import Coroutine, Sequence
@@ -11,8 +10,9 @@ from typing import Any
 
 import structlog
 
+import agent.tasks as tasks
 from agent.children import reap_forever
-from agent.config import Config, FilesConfig
+from agent.config import Config, FilesConfig, where_configured
 from agent.fleet.budget import CallBudget
 from agent.fleet.fleet import Fleet
 from agent.logs import redactor
@@ -20,7 +20,7 @@ from agent.metrics import Metrics
 from agent.outputs.base import Output
 from agent.outputs.chain import RETRY_MAX, OutputChain, Slot
 from agent.outputs.files import FilesOutput
-from agent.outputs.http import HttpServer, OnDemandCache, OpsServer
+from agent.outputs.http import HttpServer, OnDemandCache, OpsServer, TokenBucket
 from agent.outputs.notify import build_notify, systemd_notifier_from_env
 from agent.refresher import Refresher
 from agent.reload import Reloader, plan_reload
@@ -87,6 +87,9 @@ class Agent:
         # Exec mode: the app is our child, started after the first complete load.
         self.supervisor = Supervisor(exec_argv, cfg.exec, self.metrics) if exec_argv else None
         self.outputs = self._build_chain()
+        # Every background task is watched: one that dies ends `run` with exit 1 and a reason.
+        self.watch = tasks.TaskWatch()
+        self.failure: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_watch: asyncio.Task[None] | None = None
         self.reloader = (
@@ -107,7 +110,7 @@ class Agent:
         outputs: dict[Slot, Output | None] = {
             "http": self._http_server() if cfg.http.enabled else None,
             "ops": (
-                OpsServer(cfg.http.ops_listen, self.state, self.metrics)
+                OpsServer(cfg.http.ops_listen, self.state, self.metrics, cfg.http)
                 if cfg.http.ops_listen is not None
                 else None
             ),
@@ -144,7 +147,17 @@ class Agent:
     def _http_server(self) -> HttpServer:
         http = self.cfg.http
         interval = self.cfg.refresh.interval
-        on_demand = OnDemandCache(self._fetch_on_demand, http.on_demand_prefixes, interval)
+        on_demand = OnDemandCache(
+            self._fetch_on_demand,
+            http.on_demand_prefixes,
+            interval,
+            limit=TokenBucket(
+                "on_demand",
+                http.on_demand_rate,
+                http.on_demand_burst,
+                self.metrics.http_rate_limited,
+            ),
+        )
         return HttpServer(
             http,
             self.state,
@@ -152,6 +165,9 @@ class Agent:
             refresh=self.refresher.refresh_now,
             on_demand=on_demand.get,
             interval=interval,
+            on_demand_version=on_demand.get_version,
+            # self.cfg at call time: a reload may change [[parameters]].
+            configured=lambda name: where_configured(self.cfg.parameters, name),
         )
 
     async def _fetch_on_demand(self, name: str) -> Parameter | None:
@@ -164,8 +180,10 @@ class Agent:
     async def _publish(self, snapshot: Snapshot, change: Change, first: bool) -> bool:
         return await self.outputs.publish(snapshot, change, first)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = tasks.spawn(coro, name)
+        self._tasks.append(task)
+        return task
 
     async def _watch_source_file(self, source: FileSource) -> None:
         async for _ in source.changes():
@@ -174,15 +192,14 @@ class Agent:
 
     def _watch_source(self) -> None:
         if self._source_watch is not None:
+            tasks.release(self._source_watch)
             self._source_watch.cancel()
             self._source_watch = None
         if isinstance(self.source, FileSource):
-            self._source_watch = asyncio.create_task(
-                self._watch_source_file(self.source), name="source-watch"
-            )
-            self._tasks.append(self._source_watch)
+            self._source_watch = self._spawn(self._watch_source_file(self.source), "source-watch")
 
     async def start(self) -> None:
+        self.watch.install()  # before any task starts, outputs' own tasks included
         await self.check_files_dir()  # before anything listens or starts
         await self.outputs.start()
         if self.fleet is not None:
@@ -197,16 +214,15 @@ class Agent:
         log.info(
             "started",
             source=self.cfg.source.type,
+            region=self.cfg.source.region,
             entries=len(self.cfg.parameters),
             interval=self.cfg.refresh.interval,
         )
 
     async def stop(self) -> None:
+        self.watch.close()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await tasks.cancel(task)
         self._tasks.clear()
         await self.outputs.stop()
         await _close(self.source)
@@ -236,6 +252,8 @@ class Agent:
             self.source = self.refresher.source = build_source(new, self.metrics)
             self._budget(self.source, new, None)
             self._watch_source()
+            # Names the new config no longer asks for go at once, however many they are.
+            self.refresher.removals.expect_removals()
         self.cfg = new
         self.refresher.cfg = new.refresh
         self.outputs.retry_max = self._retry_max(new.refresh.interval)
@@ -261,22 +279,29 @@ class Agent:
             self.refresher.trigger()  # re-time the poll loop with the new interval
 
     async def run(self, stop: asyncio.Event) -> int:
-        """Until `stop` is set or, in exec mode, the child exits; returns the exit code."""
+        """Until `stop` is set, a background task dies (exit 1; the reason is in `failure`) or,
+        in exec mode, the child exits; returns the exit code."""
         await self.check_files_dir()  # a refusal here ends the run before anything started
         try:
             await self.start()
         except BaseException:
             await self.stop()  # whatever had started (listeners, tasks) ends here
             raise
-        ends: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+        died = tasks.spawn(self.watch.wait(), "watch", may_end=True)
+        ends: list[asyncio.Task[Any]] = [tasks.spawn(stop.wait(), "stop", may_end=True), died]
         if self.supervisor is not None:
-            ends.append(asyncio.create_task(self.supervisor.wait()))
+            ends.append(tasks.spawn(self.supervisor.wait(), "child-exit", may_end=True))
         try:
             await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for end in ends:
-                end.cancel()
+                await tasks.cancel(end)
+            if self.watch.reason is not None:
+                self.failure = self.watch.reason
+                log.error("agent_failed", reason=self.failure, exit_code=1)
             await self.stop()
+        if self.failure is not None:
+            return 1
         return self.supervisor.exit_code() if self.supervisor is not None else 0
 
     async def once(self) -> CycleResult:

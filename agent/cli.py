@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -14,7 +16,7 @@ import structlog
 
 from agent import __version__
 from agent.app import Agent
-from agent.config import Config, ConfigError, default_config_path, load_config
+from agent.config import Config, ConfigError, load_given_config
 from agent.get_command import run_get
 from agent.logs import setup_logging
 from agent.outputs.files import (
@@ -23,10 +25,13 @@ from agent.outputs.files import (
     TemplateRenderer,
     UnsafeDirectoryError,
 )
-from agent.outputs.http import ListenError
+from agent.outputs.http import ListenError, raise_open_file_limit
+from agent.sources.region import resolve_source_region
 from agent.supervisor import FORWARDED
+from agent.tasks import describe, where
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +66,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def not_dumpable() -> str | None:
+    """Make this process non-dumpable (Linux); None on success, else why not.
+
+    The agent holds every value in memory: with the flag off, a crash writes no core dump, and
+    no other process of the same uid may ptrace it or read /proc/<pid>/mem or environ (root
+    still can). Children get the flag back when they exec, so the app is unaffected.
+    """
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            return os.strerror(ctypes.get_errno())
+    except (OSError, AttributeError) as exc:
+        return str(exc)
+    return None
+
+
 def _load(path: str | None) -> Config:
-    return load_config(path or default_config_path())
+    return load_given_config(path)
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -87,44 +110,81 @@ async def _serve(agent: Agent) -> int:
     return await agent.run(stop)
 
 
+def _fail(exc: Exception) -> int:
+    """An error nobody foresaw: one line on stderr (and one log line with its place)."""
+    log.error("agent_crashed", error=describe(exc), where=where(exc))
+    print(f"ssm-sidecar: unexpected error: {describe(exc)}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    # Every connection is a descriptor: take all the kernel allows (the API caps its share).
+    before, soft, hard = raise_open_file_limit()
+    (log.info if soft != before else log.debug)(
+        "open_file_limit", soft_before=before, soft=soft, hard=hard
+    )
+    agent: Agent | None = None
+
+    async def main() -> int:
+        nonlocal agent
+        agent = Agent(cfg, exec_argv=cmd)
+        return await _serve(agent)
+
     try:
-        return _run_loop(lambda: _serve(Agent(cfg, exec_argv=cmd)))
+        code = _run_loop(main)
     except ListenError as exc:  # token file or listen address unusable
         print(f"ssm-sidecar: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except UnsafeDirectoryError as exc:
         print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # never a traceback: one line, exit 1
+        return _fail(exc)
+    if agent is not None and agent.failure is not None:
+        print(f"ssm-sidecar: {agent.failure}", file=sys.stderr)
+    return code
 
 
 def cmd_once(cfg: Config) -> int:
-    async def main() -> int:
-        agent = Agent(cfg)
-        try:
-            result = await agent.once()
-        except UnsafeDirectoryError as exc:
-            print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
-            return EXIT_RUNTIME
-        # An init container must not start its app on a partial set: say what was not written.
-        problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
-        for problem in problems:
-            print(f"ssm-sidecar: files: {problem}", file=sys.stderr)
-        if result.complete:
-            return EXIT_RUNTIME if problems else EXIT_OK
-        missing = sorted(e.subject for e in result.errors if e.required)
-        detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
-        print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
+    try:
+        return _run_loop(lambda: _once(cfg))
+    except UnsafeDirectoryError as exc:
+        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # an init container gets one line, not a traceback
+        return _fail(exc)
 
-    return _run_loop(main)
+
+async def _once(cfg: Config) -> int:
+    agent = Agent(cfg)
+    result = await agent.once()
+    # An init container must not start its app on a partial set: say what was not written.
+    problems = [p for o in agent.outputs if isinstance(o, FilesOutput) for p in o.problems]
+    for problem in problems:
+        print(f"ssm-sidecar: files: {problem}", file=sys.stderr)
+    if result.complete:
+        return EXIT_RUNTIME if problems else EXIT_OK
+    missing = sorted(e.subject for e in result.errors if e.required)
+    detail = ", ".join(missing) if missing else (result.reason or "source unreachable")
+    print(f"ssm-sidecar: load incomplete: {detail}", file=sys.stderr)
+    return EXIT_RUNTIME
 
 
 def cmd_check(cfg: Config) -> int:
+    problems: list[tuple[str, str]] = []
+    try:
+        cfg = resolve_source_region(cfg)  # shown resolved in the effective config
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     # Templates are files of their own: a syntax error is a config error, found before running.
-    problems = []
     for i, t in enumerate(cfg.files.template if cfg.files else ()):
         try:
             TemplateRenderer(t.source).compile()
@@ -139,6 +199,8 @@ def cmd_check(cfg: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Before any value is read (`get` prints one, `run` and `once` hold them all).
+    dump_problem = not_dumpable() if args.command != "check" else None
     if args.command == "get":  # needs no valid config when --url and --token-file are given
         return run_get(args.name, args.url, args.token_file, args.config, secret=args.secret)
     try:
@@ -147,8 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     setup_logging(cfg.log.level, cfg.log.format)
+    if dump_problem is not None:
+        log.warning("core_dumps_not_disabled", reason=dump_problem)
     if args.command == "check":
         return cmd_check(cfg)
+    try:
+        cfg = resolve_source_region(cfg)  # the SDKs' chain; none at all is a config error
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "once":
         return cmd_once(cfg)
     if args.command == "run":

@@ -6,11 +6,16 @@ Relative paths in the file are resolved against the directory of the config file
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import ipaddress
+import json
 import os
 import re
 import signal
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,9 +32,12 @@ from pydantic import (
 )
 
 from agent.durations import format_duration, parse_duration
+from agent.keys import path_problem
 from agent.snapshot import AWSCURRENT, SECRETS_MANAGER_PREFIX
 
 DEFAULT_CONFIG_PATH = "/etc/ssm-sidecar/config.toml"
+#: Values of http.aws_protocols this version serves.
+AWS_PROTOCOLS = ("ssm", "secretsmanager")
 CONFIG_ENV = "SSM_SIDECAR_CONFIG"
 
 
@@ -87,6 +95,17 @@ def _signal_name(v: Any) -> str:
 SignalName = Annotated[str, BeforeValidator(_signal_name)]
 
 
+# What botocore accepts as a region name (it refuses others when the client is built).
+_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+
+
+def region_problem(value: str) -> str | None:
+    """Why `value` cannot be an AWS region name, or None."""
+    if not _REGION.match(value):
+        return f"{value!r} is not a region name such as eu-west-1"
+    return None
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -103,6 +122,14 @@ class SourceConfig(Section):
     timeout: Duration = 10.0
     # The agent's own cap on SSM calls (token bucket, burst of one second's worth); 0: none.
     max_calls_per_second: float = Field(default=20.0, ge=0)
+
+    @field_validator("region")
+    @classmethod
+    def _region_shape(cls, v: str | None) -> str | None:
+        problem = None if v is None else region_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("external_id")
     @classmethod
@@ -281,6 +308,9 @@ class RefreshConfig(Section):
     max_backoff: Duration = 300.0
     # The first SSM call waits a random time up to this (a fleet restarted together).
     splay: Duration = 0.0
+    # A cycle that would remove more than this share of the served set waits for the next cycle
+    # to confirm it (a listing cut short looks like a mass deletion). 1.0 turns the hold off.
+    max_removal_share: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("interval")
     @classmethod
@@ -316,12 +346,49 @@ class HttpConfig(Section):
     token_file: Path = Path("/run/ssm-sidecar/token")
     on_demand_prefixes: tuple[str, ...] = ()
     max_concurrency: int = Field(default=256, ge=1)
+    # Connections and bodies (docs/configuration.md): a cap on open connections, the deadlines
+    # of a connection's phases, the body size, the long-poll cap.
+    max_connections: int = Field(default=512, ge=8)
+    max_long_polls: int | None = Field(default=None, ge=1)  # unset: max_concurrency / 4
+    idle_timeout: Duration = 60.0
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 10.0
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    # Work a request makes the source do: token buckets (per second, then at most burst at once).
+    on_demand_rate: float = Field(default=10.0, gt=0)
+    on_demand_burst: int = Field(default=40, ge=1)
+    refresh_rate: float = Field(default=0.2, gt=0)
+    refresh_burst: int = Field(default=5, ge=1)
     sdk_access_key_ids: tuple[str, ...] = ()
-    # AWS SDK protocols answered on `POST /` besides SSM's: "secretsmanager" (off by default).
-    aws_protocols: tuple[Literal["ssm", "secretsmanager"], ...] = ()
+    # The AWS SDK protocols answered on `POST /` (off by default: SDKs cannot send the token).
+    aws_protocols: tuple[str, ...] = ()
+    # When set, every route of the API listener answers only connections from these uids.
+    allowed_uids: tuple[int, ...] | None = None
     # Only /ping, /healthz, /readyz and /metrics (no value, no token): may bind any address,
     # so Prometheus and kubelet probes can reach them from outside the pod.
     ops_listen: str | None = None
+
+    @field_validator("idle_timeout", "header_timeout", "body_timeout")
+    @classmethod
+    def _timeout_floor(cls, v: float) -> float:
+        if v < 0.1:
+            raise ValueError("must be at least 100ms")
+        return v
+
+    @model_validator(mode="after")
+    def _long_polls_leave_room(self) -> HttpConfig:
+        if self.max_long_polls is not None and self.max_long_polls >= self.max_concurrency:
+            raise ValueError(
+                f"max_long_polls: must be less than max_concurrency ({self.max_concurrency}), "
+                "or waiting long-polls could hold every request slot"
+            )
+        return self
+
+    @property
+    def long_poll_limit(self) -> int:
+        if self.max_long_polls is not None:
+            return self.max_long_polls
+        return max(1, self.max_concurrency // 4)
 
     @field_validator("ops_listen")
     @classmethod
@@ -348,6 +415,36 @@ class HttpConfig(Section):
             if not (key.isascii() and key.isalnum()):
                 raise ValueError(f"{key!r} is not an access key id (letters and digits only)")
         return v
+
+    @field_validator("aws_protocols")
+    @classmethod
+    def _aws_protocols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in AWS_PROTOCOLS:
+                raise ValueError(f"{name!r} is not a protocol; choose from {list(AWS_PROTOCOLS)}")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("allowed_uids")
+    @classmethod
+    def _uids(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must list at least one uid (leave the key out to admit every uid)")
+        for uid in v:
+            if not 0 <= uid < 2**32 - 1:
+                raise ValueError(f"{uid} is not a uid")
+        return v
+
+    @model_validator(mode="after")
+    def _sdk_needs_uids(self) -> HttpConfig:
+        if self.aws_protocols and self.allowed_uids is None and not self.listen.startswith("unix:"):
+            raise ValueError(
+                "allowed_uids: required when http.aws_protocols is set on a TCP listener: SDK "
+                "requests carry no token, so only the uids listed here may read (e.g. [1000], "
+                "the `id -u` of the app's user); or listen on a unix socket"
+            )
+        return self
 
 
 class BundleConfig(Section):
@@ -383,6 +480,16 @@ class FilesConfig(Section):
     gid: int | None = Field(default=None, ge=0)
     bundle: tuple[BundleConfig, ...] = ()
     template: tuple[TemplateConfig, ...] = ()
+    # Per render of each template: past either, the render stops and the previous output stays.
+    template_timeout: Duration = 2.0
+    template_max_bytes: int = Field(default=1 << 20, ge=1)
+
+    @field_validator("template_timeout")
+    @classmethod
+    def _timeout_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be more than 0")
+        return v
 
 
 class NotifyConfig(Section):
@@ -407,6 +514,8 @@ class ExecConfig(Section):
     on_change: Literal["signal", "restart", "none"] = "signal"
     env: bool = False
     stop_timeout: Duration = 10.0
+    # The agent's AWS credential variables reach the child only when asked for (least privilege).
+    pass_aws_credentials: bool = False
 
     @model_validator(mode="after")
     def _env_needs_restart(self) -> ExecConfig:
@@ -544,12 +653,19 @@ def _cross_checks(cfg: Config) -> list[tuple[str, str]]:
         if not bundle.prefix.startswith("/"):
             problems.append((f"files.bundle[{i}].prefix", f"{bundle.prefix!r} must start with /"))
     if not cfg.parameters and not cfg.secrets:
-        problems.append(("parameters", "required key is missing (or give [[secrets]])"))
+        problems.append(
+            (
+                "parameters",
+                "required key is missing: add at least one [[parameters]] (or [[secrets]]) table",
+            )
+        )
     problems.extend(_secret_checks(cfg, seen_keys))
     if cfg.fleet is not None and cfg.source.type != "ssm":
         problems.append(("fleet", 'needs source.type = "ssm"'))
     if cfg.fleet is not None and cfg.secrets:
         problems.append(("fleet", "cannot be combined with [[secrets]] yet (docs/fleet.md)"))
+    if cfg.files is not None:
+        problems.extend(_file_path_problems(cfg))
     return problems
 
 
@@ -609,12 +725,75 @@ def _secret_checks(cfg: Config, parameter_keys: dict[str, int]) -> list[tuple[st
     return problems
 
 
+def _file_path_problems(cfg: Config) -> list[tuple[str, str]]:
+    """The paths under files.dir known before any value: those the files output would refuse.
+
+    The same order and rules as the files output: bundles, then templates, then the keys of
+    `name` entries and of `[[secrets]]` ids; a path that is unsafe, or clashes with one claimed
+    before it, is refused.
+    """
+    assert cfg.files is not None
+    claims: list[tuple[str, str, str]] = []  # (config key, path, what it is)
+    for i, b in enumerate(cfg.files.bundle):
+        claims.append((f"files.bundle[{i}].path", b.path, f"files.bundle[{i}]"))
+    for i, t in enumerate(cfg.files.template):
+        claims.append((f"files.template[{i}].path", t.path, f"files.template[{i}]"))
+    for i, e in enumerate(cfg.parameters):
+        if e.name is not None:
+            field = "alias" if e.alias else "name"
+            claims.append((f"parameters[{i}].{field}", entry_key(e), f"parameters[{i}]"))
+    for i, s in enumerate(cfg.secrets):
+        if s.id is not None and (s.alias or not s.is_arn):
+            field = "alias" if s.alias else "id"
+            claims.append((f"secrets[{i}].{field}", secret_key(s, s.id), f"secrets[{i}]"))
+    problems: list[tuple[str, str]] = []
+    files: dict[str, str] = {}
+    dirs: dict[str, str] = {}
+    for key, path, what in claims:
+        problem = path_problem(path) or _path_clash(path, files, dirs)
+        if problem is not None:
+            problems.append((key, f"{path!r} {problem} (a path under files.dir)"))
+            continue
+        files[path] = what
+        segments = path.split("/")
+        for n in range(1, len(segments)):
+            dirs.setdefault("/".join(segments[:n]), what)
+    return problems
+
+
+def _path_clash(path: str, files: dict[str, str], dirs: dict[str, str]) -> str | None:
+    if path in files:
+        return f"is also the path of {files[path]}"
+    if path in dirs:
+        return f"is a directory holding {dirs[path]}"
+    segments = path.split("/")
+    for n in range(1, len(segments)):
+        parent = "/".join(segments[:n])
+        if parent in files:
+            return f"needs {parent!r} as a directory, but it is the path of {files[parent]}"
+    return None
+
+
 def entry_key(entry: ParameterEntry) -> str:
     """The key of a `name` entry: its alias, else the name without its leading slash."""
     assert entry.name is not None
     if entry.alias:
         return entry.alias
     return entry.name.lstrip("/")
+
+
+def where_configured(parameters: tuple[ParameterEntry, ...], name: str) -> str | None:
+    """The [[parameters]] entry that asks for `name` (`path /app`, `name /app/x`), or None."""
+    slashed = "/" + name.lstrip("/")
+    for entry in parameters:
+        if entry.name is not None and slashed == "/" + entry.name.lstrip("/"):
+            return f"name {entry.name}"
+        if entry.path is not None:
+            prefix = entry.path.rstrip("/") + "/"
+            rest = slashed[len(prefix) :]
+            if slashed.startswith(prefix) and (entry.is_recursive or "/" not in rest):
+                return f"path {entry.path}"
+    return None
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -629,14 +808,154 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _toml_kind(value: Any) -> str:
+    """What a TOML value is, in the words of the TOML spec."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        tables = bool(value) and all(isinstance(v, dict) for v in value)
+        return "an array of tables" if tables else "an array"
+    if isinstance(value, datetime.datetime):
+        return "a date-time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    return "a value of another kind"
+
+
+def _toml_literal(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str | int | float) else _toml_kind(value)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X; `Annotated[X, ...]` -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _field_at(loc: tuple[int | str, ...]) -> tuple[Any, type[BaseModel] | None]:
+    """(the annotation at `loc`, the model holding it) by walking the Config models."""
+    annotation: Any = Config
+    owner: type[BaseModel] | None = None
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(part, int):
+            if typing.get_origin(annotation) is tuple:
+                annotation = typing.get_args(annotation)[0]
+                continue
+            return None, None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None, None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None, annotation
+        owner, annotation = annotation, field.annotation
+    return _unwrap(annotation), owner
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _table_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc if isinstance(p, str))
+
+
+def _array_words(element: Any) -> str:
+    words = {str: "strings", int: "integers", Path: "paths (strings)"}
+    return words.get(_unwrap(element), "values")
+
+
+def _keys_of(model: type[BaseModel] | None) -> list[str]:
+    if model is None:
+        return []
+    return [name for name, f in model.model_fields.items() if not f.exclude]
+
+
+def _phrase(err: dict[str, Any]) -> str | None:
+    """pydantic's error in the words of the TOML file, or None to keep pydantic's message."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    got = _toml_kind(err.get("input"))
+    ctx = err.get("ctx") or {}
+    annotation = _field_at(loc)[0]
+    if kind == "extra_forbidden":
+        parent_owner = _field_at(loc[:-1])[0] if loc else None
+        close = difflib.get_close_matches(str(loc[-1]), _keys_of(parent_owner), n=1)
+        return "unknown key" + (f' (did you mean "{close[0]}"?)' if close else "")
+    if kind == "missing":
+        if loc == ("parameters",):
+            return "required key is missing: add at least one [[parameters]] table"
+        return "required key is missing"
+    if kind in ("tuple_type", "list_type"):
+        element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else None
+        if _is_section(element):
+            name = _table_name(loc)
+            text = f"must be an array of tables ([[{name}]]), got {got}"
+            if got == "a table":
+                text += f" ([{name}]); write each entry as [[{name}]]"
+            return text
+        return f'must be an array of {_array_words(element)} such as ["a", "b"], got {got}'
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if loc and isinstance(loc[-1], int):
+            return f"must be a table ([[{_table_name(loc)}]] entry), got {got}"
+        return f"must be a table ([{_table_name(loc)}]), got {got}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be an integer, got {got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false (a TOML boolean, no quotes), got {got}"
+    if kind == "string_type":
+        return f"must be a string (in quotes), got {got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number, got {got}"
+    if kind == "path_type":
+        return f"must be a path (a string), got {got}"
+    if kind == "literal_error":
+        choices = typing.get_args(annotation) if typing.get_origin(annotation) is Literal else ()
+        if choices:
+            listed = " or ".join(json.dumps(c) for c in choices)
+            return f"must be {listed}, got {_toml_literal(err.get('input'))}"
+    bounds = {
+        "greater_than_equal": ("ge", "must be at least"),
+        "less_than_equal": ("le", "must be at most"),
+        "greater_than": ("gt", "must be more than"),
+        "less_than": ("lt", "must be less than"),
+    }
+    if kind in bounds and bounds[kind][0] in ctx:
+        key, words = bounds[kind]
+        return f"{words} {ctx[key]}"
+    if kind == "too_short":
+        element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is tuple else None
+        if _is_section(element) and ctx.get("min_length") == 1:
+            return f"at least one [[{_table_name(loc)}]] table is required"
+        return f"must hold at least {ctx.get('min_length', 1)} item(s)"
+    return None
+
+
 def _reason(err: dict[str, Any]) -> tuple[str, str]:
     key = _loc(tuple(err["loc"]))
-    kind = err["type"]
+    phrased = _phrase(err)
+    if phrased is not None:
+        return key, phrased
     msg = str(err["msg"])
-    if kind == "extra_forbidden":
-        return key, "unknown key"
-    if kind == "missing":
-        return key, "required key is missing"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     # Validators that speak about a sibling key start their message with "key: ".
@@ -644,6 +963,19 @@ def _reason(err: dict[str, Any]) -> tuple[str, str]:
     if sep and head.isidentifier() and err["loc"]:
         return f"{key}.{head}" if key != "(top level)" else head, rest
     return key, msg
+
+
+def _relevant(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without pydantic's echoes: an array whose only item failed is also "too short"."""
+    locs = [tuple(e["loc"]) for e in errors]
+
+    def echoed(err: dict[str, Any]) -> bool:
+        loc = tuple(err["loc"])
+        return err["type"] == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in locs
+        )
+
+    return [e for e in errors if not echoed(e)]
 
 
 def _resolve(cfg: Config, base: Path) -> Config:
@@ -670,7 +1002,8 @@ def parse_config(data: dict[str, Any], file: str = "<memory>", base: Path | None
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(file, [_reason(dict(e)) for e in exc.errors()]) from None
+        errors = _relevant([dict(e) for e in exc.errors()])
+        raise ConfigError(file, [_reason(e) for e in errors]) from None
     problems = _cross_checks(cfg)
     if problems:
         raise ConfigError(file, problems)
@@ -678,12 +1011,12 @@ def parse_config(data: dict[str, Any], file: str = "<memory>", base: Path | None
     return _resolve(cfg, base if base is not None else Path(file).resolve().parent)
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, not_found: str = "not found") -> Config:
     file = str(path)
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(file, [("(file)", "not found")]) from None
+        raise ConfigError(file, [("(file)", not_found)]) from None
     except OSError as exc:
         raise ConfigError(file, [("(file)", f"cannot be read: {exc.strerror}")]) from None
     try:
@@ -697,3 +1030,20 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def default_config_path() -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load_given_config(given: str | None) -> Config:
+    """The config named by -c, else by $SSM_SIDECAR_CONFIG, else the default path; when that
+    is missing, the error says how to name one."""
+    if given:
+        return load_config(given)
+    if os.environ.get(CONFIG_ENV):
+        return load_config(os.environ[CONFIG_ENV], not_found=f"not found (named by ${CONFIG_ENV})")
+    return load_config(
+        DEFAULT_CONFIG_PATH,
+        not_found=(
+            f"not found; name a config with -c CONFIG or ${CONFIG_ENV} "
+            "(config.example.toml in the ssm-sidecar sources is a starting point, "
+            "docs/configuration.md lists every key)"
+        ),
+    )

@@ -145,6 +145,11 @@ class Metrics:
         self.refresh_errors = Counter(
             p + "refresh_errors", "Refresh cycles or parameters that failed", ["kind"], registry=r
         )
+        self.removals_held = Counter(
+            p + "removals_held",
+            "Cycles whose removals were held: more than refresh.max_removal_share of the set",
+            registry=r,
+        )
         self.last_refresh_success = Gauge(
             p + "last_refresh_success_timestamp_seconds",
             "Unix time of the last successful refresh",
@@ -224,3 +229,18 @@ class Metrics:
             registry=r,
         )
         # --- end fleet mode ---
+        self.http_open_connections = Gauge(
+            p + "http_open_connections", "Connections open on a listener", ["listener"], registry=r
+        )
+        self.http_connections_dropped = Counter(
+            p + "http_connections_dropped",
+            "Connections closed by a limit: evicted at the cap, refused over it, header timeout",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.http_rate_limited = Counter(
+            p + "http_rate_limited",
+            "Requests refused by a rate limit (on-demand fetches, refreshes)",
+            ["kind"],
+            registry=r,
+        )

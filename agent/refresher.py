@@ -3,6 +3,11 @@
 Timing: the first load runs at once; the next cycle is spread uniformly over one interval (so a
 fleet started together does not poll in step); then every interval +- jitter. After a failed cycle
 the wait is exponential backoff with full jitter, capped at max_backoff.
+
+A cycle never raises: a SourceError is the source saying it could not answer; any other exception
+is a bug or an answer nobody foresaw, and is handled the same way (the last good values stay
+served, the failure is counted in `refresh_errors_total{kind="unexpected"}`, shown in /healthz
+and backed off), logged with its place once per kind until a cycle succeeds again.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import structlog
 
 from agent.config import RefreshConfig
 from agent.metrics import Metrics
+from agent.removals import RemovalGuard
 from agent.results import CycleResult, ParameterError, SourceError
 from agent.snapshot import Change, Parameter, Secret, Snapshot
 from agent.sources.base import LoadResult, Source
 from agent.state import AgentState
+from agent.tasks import describe, where
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +123,9 @@ class Refresher:
         self._rng = rng or random.Random()
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self.removals = RemovalGuard()
+        # Kinds (type and place) of unexpected exceptions already logged since the last success.
+        self._logged_kinds: set[str] = set()
 
     def trigger(self) -> None:
         """Run the next cycle now (file edits, SIGHUP, an operator's request)."""
@@ -126,7 +136,27 @@ class Refresher:
 
     async def cycle(self) -> CycleResult:
         async with self._lock:
-            return await self._cycle()
+            try:
+                return await self._cycle()
+            except Exception as exc:  # the loop must outlive any bug in a cycle
+                return self._unexpected(exc)
+
+    def _unexpected(self, exc: Exception) -> CycleResult:
+        kind = f"{type(exc).__name__} at {where(exc)}"
+        # The type and place only: an exception's text may quote data, /healthz must not.
+        reason = f"unexpected {kind}"
+        self.state.record_failure(reason)
+        self.metrics.refresh_errors.labels(kind="unexpected").inc()
+        fields = {
+            "error": describe(exc),
+            "where": where(exc),
+            "failures": self.state.consecutive_failures,
+            "serving": len(self.state.snapshot),
+        }
+        if kind not in self._logged_kinds:  # repeats are counted, not logged
+            self._logged_kinds.add(kind)
+            log.error("refresh_unexpected_error", **fields, repeats="logged once until a success")
+        return CycleResult(False, False, Change(), reason=reason)
 
     async def _cycle(self) -> CycleResult:
         started = time.monotonic()
@@ -150,6 +180,7 @@ class Refresher:
             self.metrics.refresh_duration.observe(time.monotonic() - started)
 
         params, errors = _merge(previous, result)
+        self._hold_big_removals(previous, params)
         secrets = _merge_secrets(previous, result, params, errors)
         complete = _complete(params, errors, secrets)
         self.state.parameter_errors = tuple(errors)
@@ -169,6 +200,9 @@ class Refresher:
             self.state.record_failure(f"required parameters missing: {', '.join(missing)}")
             log.warning("load_incomplete", missing=missing)
             return CycleResult(True, False, change, tuple(errors), "required parameters missing")
+        if self.state.consecutive_failures:
+            log.info("refresh_recovered", failures=self.state.consecutive_failures)
+        self._logged_kinds.clear()
         self.state.record_success()
         self.metrics.last_refresh_success.set(time.time())
         held = False
@@ -179,6 +213,27 @@ class Refresher:
         if first and not held:
             self.mark_ready()
         return CycleResult(True, True, change, tuple(errors))
+
+    def _hold_big_removals(self, previous: Snapshot, params: dict[str, Parameter]) -> None:
+        """Keeps what a too-big removal would drop until the next cycle confirms it."""
+        decision = self.removals.check(previous.parameters, params, self.cfg.max_removal_share)
+        if decision.held:
+            keys = {p.key for p in params.values()}
+            for name in decision.held:
+                old = previous.parameters[name]
+                if old.key not in keys:  # never two parameters under one key
+                    params[name] = old
+            self.metrics.removals_held.inc()
+            log.warning(
+                "removal_held",
+                removing=len(decision.held),
+                serving=len(previous),
+                max_removal_share=self.cfg.max_removal_share,
+                names=list(decision.held[:10]),
+                until="the next cycle confirms it",
+            )
+        if decision.confirmed:
+            log.info("removal_confirmed", removing=len(decision.confirmed))
 
     def mark_ready(self) -> None:
         """The first complete load is served (and written): /readyz turns 200. Idempotent."""

@@ -19,6 +19,8 @@ import structlog
 import watchfiles
 
 from agent.config import Config, ConfigError, load_config
+from agent.sources.region import resolve_source_region
+from agent.tasks import describe, where
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +57,9 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
 
 
 def read_config(path: Path) -> Config | None:
-    """The new config, or None (logged) when it has problems."""
+    """The new config, or None (logged) when it has problems. May block (instance metadata)."""
     try:
-        return load_config(path)
+        return resolve_source_region(load_config(path))
     except ConfigError as exc:
         log.error("config_reload_failed", file=str(path), error=str(exc), kept="running config")
         return None
@@ -109,14 +111,22 @@ class Reloader:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
-            cfg = read_config(self.path)
+            # In a thread: finding the region may ask instance metadata (up to ~1 s).
+            cfg = await asyncio.to_thread(read_config, self.path)
             if cfg is None:
                 self._refresh()  # a reload also means "refresh now", with the running config
                 continue
             try:
                 await self._apply(cfg)
-            except Exception as exc:
-                log.error("config_reload_failed", file=str(self.path), error=repr(exc))
+            except ConfigError as exc:
+                log.error("config_reload_failed", file=str(self.path), error=str(exc))
+            except Exception as exc:  # a reload must never end the reloader
+                log.error(
+                    "config_reload_failed",
+                    file=str(self.path),
+                    error=describe(exc),
+                    where=where(exc),
+                )
 
     async def watch(self) -> None:
         async for _ in config_changes(self.path):

@@ -59,6 +59,17 @@ class ParameterError:
         return (self.name or self.subject) == s.ident
 
 
+def empty_path_error(path: str) -> ParameterError:
+    """A required `[[parameters]] path` under which the source found nothing: missing, not done."""
+    return ParameterError(
+        path,
+        "EmptyPath",
+        "lists no parameters (check the path; required = false allows an empty one)",
+        required=True,
+        is_path=True,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CycleResult:
     """What one refresh cycle did."""

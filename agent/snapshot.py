@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -242,13 +243,7 @@ class Snapshot:
             old = self.parameters.get(name)
             if old is None:
                 added.append(VersionChange(name, None, p.version))
-            # The value is compared too: Secrets Manager references keep version 0 forever.
-            elif (old.version, old.type, old.selector, old.value) != (
-                p.version,
-                p.type,
-                p.selector,
-                p.value,
-            ):
+            elif _differs(old, p):
                 updated.append(VersionChange(name, old.version, p.version))
         for name, old in self.parameters.items():
             if name not in new.parameters:
@@ -270,6 +265,29 @@ def _secret_diff(old: Snapshot, new: Snapshot) -> tuple[SecretChange, ...]:
         if ident not in new.secrets:
             changes.append(SecretChange("removed", was.name, was.selector, was.version_id, None))
     return tuple(changes)
+
+
+def _differs(old: Parameter, new: Parameter) -> bool:
+    """A change of the parameter, whatever its version number says.
+
+    The value is compared because Secrets Manager references keep version 0 forever. The
+    LastModifiedDate and the ciphertext are compared because a parameter deleted and created
+    again starts over at version 1: same number, another parameter. A ciphertext counts only when
+    both sides know it.
+    """
+    if (old.version, old.type, old.selector, old.value) != (
+        new.version,
+        new.type,
+        new.selector,
+        new.value,
+    ):
+        return True
+    if old.name.startswith(SECRETS_MANAGER_PREFIX):
+        return False  # fetched by value every cycle; the value alone says whether it changed
+    if old.last_modified != new.last_modified:
+        return True
+    known = old.encrypted_value is not None and new.encrypted_value is not None
+    return known and old.encrypted_value != new.encrypted_value
 
 
 # --- finding what a request names in a snapshot ------------------------------------------
@@ -310,12 +328,34 @@ def find_served(snapshot: Snapshot, name: str) -> Parameter | None:
     return p
 
 
+def version_number(text: str) -> int | None:
+    """`"3"` -> 3; None for anything that is not ASCII digits (`"²"` is a digit to
+    str.isdigit() but not to int(); SSM versions are plain decimal numbers)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,100}", re.ASCII)
+
+
+def selector_problem(selector: str) -> str | None:
+    """Why `selector` (":3", ":label") can name no version, or None when it can."""
+    tail = selector[1:]
+    if not tail:
+        return "an empty selector after ':' (a version number or label)"
+    if tail.isascii() and tail.isdigit():
+        return None
+    if _LABEL.fullmatch(tail) is None:
+        return f"{tail!r} is neither a version number nor a label (letters, digits, . _ -)"
+    return None
+
+
 def matches_selector(p: Parameter, selector: str | None) -> bool:
     """True when the served parameter is what `selector` (":3" or ":label") asks for."""
     if selector is None or selector == p.selector:
         return True
-    tail = selector[1:]
-    return tail.isdigit() and int(tail) == p.version
+    return version_number(selector[1:]) == p.version
 
 
 def find_secret(snapshot: Snapshot, secret_id: str) -> list[Secret]:

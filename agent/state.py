@@ -86,7 +86,9 @@ class AgentState:
         self.files: FilesStatus | None = None
         #: Fleet mode's status (agent/fleet keeps it up), or None without [fleet].
         self.fleet: FleetStatus | None = None
-        self._swapped = asyncio.Condition()
+        # Set (and replaced by a fresh one) on every swap. An Event, not a Condition: waiters
+        # hold no lock, so cancelling thousands of long-polls at once cannot deadlock.
+        self._swapped = asyncio.Event()
         # Called synchronously on every swap, before any waiter or output sees the new snapshot.
         self.on_swap: list[Callable[[Snapshot], None]] = []
 
@@ -107,16 +109,15 @@ class AgentState:
         self.snapshot = snapshot
         for listener in self.on_swap:
             listener(snapshot)
-        async with self._swapped:
-            self._swapped.notify_all()
+        swapped, self._swapped = self._swapped, asyncio.Event()
+        swapped.set()
 
     async def wait_for_swap(self, seconds: float) -> bool:
         """True when a swap happened within `seconds`."""
-        async with self._swapped:
-            try:
-                await asyncio.wait_for(self._swapped.wait(), seconds)
-            except TimeoutError:
-                return False
+        try:
+            await asyncio.wait_for(self._swapped.wait(), seconds)
+        except TimeoutError:
+            return False
         return True
 
     def record_success(self) -> None:

@@ -6,6 +6,8 @@ changes reach it through the notify output (it is that output's target), per `ex
 `signal` sends `notify.signal`; `restart` stops the child (SIGTERM, SIGKILL after
 `exec.stop_timeout`) and starts a new one; `none` does nothing. With `exec.env = true` the values
 are also in the child's environment (names from agent.keys.env_name; they override inherited ones).
+The child inherits the agent's environment without the agent's AWS credentials (AWS_CREDENTIAL_ENV)
+unless `exec.pass_aws_credentials = true`: see docs/security.md.
 
 Signals sent to the agent (SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded by `forward`;
 after a forwarded SIGTERM, SIGINT or SIGQUIT the child has `exec.stop_timeout` to exit, then
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 
 import structlog
 
+import agent.tasks as tasks
 from agent.children import Child, exit_code
 from agent.config import ExecConfig
 from agent.keys import env_names
@@ -43,14 +46,46 @@ class EnvError(Exception):
     """The values cannot become environment variables (two keys map to one name)."""
 
 
-def child_environment(snapshot: Snapshot, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The agent's environment plus one variable per parameter (and secret) key; never logged."""
+# The agent's own AWS identity: the keys themselves, and the variables that lead an SDK to a
+# role (IRSA's web identity, ECS and EKS Pod Identity container credentials). The agent's role
+# can read every configured parameter; the app, by default, gets none of it.
+AWS_CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+
+
+def child_environment(
+    snapshot: Snapshot | None,
+    base: dict[str, str] | None = None,
+    *,
+    pass_aws_credentials: bool = False,
+) -> dict[str, str]:
+    """The agent's environment without its AWS credentials (unless passed on), plus one variable
+    per parameter (and secret) key when `snapshot` is given (those override); never logged."""
+    env = dict(os.environ if base is None else base)
+    if not pass_aws_credentials:
+        for name in AWS_CREDENTIAL_ENV:
+            env.pop(name, None)
+    if snapshot is None:
+        return env
     by_key = snapshot.values_by_key()
     try:
         names = env_names(sorted(by_key))
     except ValueError as exc:
         raise EnvError(str(exc)) from None
-    env = dict(os.environ if base is None else base)
     env.update({name: by_key[key] for name, key in names.items()})
     return env
 
@@ -78,7 +113,7 @@ class Supervisor:
         if first and not self._launched and not self._exit_future().done():
             self._launched = True
             try:
-                env = child_environment(snapshot) if self.cfg.env else None
+                env = self._environment(snapshot)
             except EnvError as exc:
                 log.error("child_env_invalid", reason=str(exc))
                 self._finish(EXIT_ENV_ERROR)
@@ -116,7 +151,7 @@ class Supervisor:
         old = self.child
         assert old is not None
         try:
-            env = child_environment(snapshot) if self.cfg.env else None
+            env = self._environment(snapshot)
         except EnvError as exc:
             # The running child keeps its (older, consistent) environment.
             return Delivery("failed", signal.SIGTERM.name, (old.pid,), str(exc))
@@ -169,7 +204,13 @@ class Supervisor:
         if not future.done():
             future.set_result(code)
 
-    def _launch(self, env: dict[str, str] | None) -> None:
+    def _environment(self, snapshot: Snapshot) -> dict[str, str]:
+        return child_environment(
+            snapshot if self.cfg.env else None,
+            pass_aws_credentials=self.cfg.pass_aws_credentials,
+        )
+
+    def _launch(self, env: dict[str, str]) -> None:
         try:
             child = Child.spawn(self.argv, env=env)
         except OSError as exc:
@@ -178,8 +219,14 @@ class Supervisor:
             self._finish(code)
             return
         self.child = child
-        log.info("child_started", pid=child.pid, command=self.argv[0], env_values=env is not None)
-        task = asyncio.create_task(self._watch(child), name=f"child-{child.pid}")
+        log.info(
+            "child_started",
+            pid=child.pid,
+            command=self.argv[0],
+            env_values=self.cfg.env,
+            aws_credentials=self.cfg.pass_aws_credentials,
+        )
+        task = tasks.spawn(self._watch(child), f"child-{child.pid}", may_end=True)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
@@ -202,7 +249,7 @@ class Supervisor:
                 if child.send_signal(signal.SIGKILL):
                     log.warning("child_killed", pid=child.pid, stop_timeout=self.cfg.stop_timeout)
 
-        task = asyncio.create_task(kill_later(), name=f"kill-{child.pid}")
+        task = tasks.spawn(kill_later(), f"kill-{child.pid}", may_end=True)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 

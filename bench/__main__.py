@@ -24,8 +24,12 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "backend_cost": "bench.backend_cost",
     "secrets_cost": "bench.secrets_cost",
+    "redaction": "bench.redaction",
+    "conn_flood": "bench.conn_flood",
+    "guard_cost": "bench.guard_cost",
     "herd": "bench.herd",
     "fleet": "bench.fleet",
+    "peers": "bench.peers",
 }
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.child_apps import write_config
+from tests.support.builders import write_config
 from tests.support.moto import DUMMY_AWS_ENV, boto3_client, free_port
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,6 +11,11 @@ import structlog
 
 from tests.support.moto import DUMMY_AWS_ENV, MotoServer, boto3_client, start_moto_server
 
+# No test, and no agent process a test starts, may reach the instance metadata service (a
+# non-loopback address): the region resolver asks it when nothing else gives a region. Tests of
+# that path point AWS_EC2_METADATA_SERVICE_ENDPOINT at a fake on 127.0.0.1 and re-enable it.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 # Make sure nothing in a moto-backed test can pick up real credentials or profiles.
 _ISOLATED_AWS_ENV: dict[str, str | None] = {
     **DUMMY_AWS_ENV,

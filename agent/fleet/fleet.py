@@ -168,7 +168,7 @@ class Fleet:
         finally:
             self._joined.set()
         if self.role == "alone":
-            return
+            await asyncio.Event().wait()  # runs until stopped, like the other tasks (tasks.py)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._lease_loop(), name="fleet-lease")
             tasks.create_task(self._follow_loop(), name="fleet-follow")

@@ -21,6 +21,7 @@ from typing import Literal, get_args
 
 import structlog
 
+import agent.tasks as tasks
 from agent.metrics import Metrics
 from agent.outputs.base import NotDelivered, Output
 from agent.snapshot import Change, Snapshot
@@ -147,7 +148,7 @@ class OutputChain:
             )
         self._held = held
         if self._started and (self._retry is None or self._retry.done()):
-            self._retry = asyncio.create_task(self._retry_held(), name="outputs-retry")
+            self._retry = tasks.spawn(self._retry_held(), "outputs-retry", may_end=True)
 
     async def _retry_held(self) -> None:
         delay = min(RETRY_FIRST, self.retry_max)
@@ -164,6 +165,7 @@ class OutputChain:
     def _stop_retry(self) -> None:
         task, self._retry = self._retry, None
         if task is not None and task is not asyncio.current_task():
+            tasks.release(task)
             task.cancel()
 
     async def _publish_one(

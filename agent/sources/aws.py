@@ -51,12 +51,16 @@ class ApiError(Exception):
         self.message = message
 
 
+#: A date an answer lacks: fixed, so that it never looks like a change.
+UNKNOWN_TIME = datetime.fromtimestamp(0, UTC)
+
+
 def as_datetime(v: Any) -> datetime:
     if isinstance(v, datetime):
         return v if v.tzinfo else v.replace(tzinfo=UTC)
     if isinstance(v, int | float):
         return datetime.fromtimestamp(v, UTC)
-    return datetime.now(UTC)
+    return UNKNOWN_TIME
 
 
 def snake(operation: str) -> str:
@@ -147,10 +151,10 @@ class AwsClient:
     async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         if self.before_call is not None:
             await self.before_call()
-        client = await self.client()
-        method = getattr(client, snake(operation))
         try:
-            resp: dict[str, Any] = await method(**kwargs)
+            # Inside the try: building the client can fail too (credentials, a role to assume).
+            client = await self.client()
+            resp: dict[str, Any] = await getattr(client, snake(operation))(**kwargs)
         except ClientError as exc:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", "Unknown"))

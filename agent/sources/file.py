@@ -36,13 +36,16 @@ import watchfiles
 
 from agent.config import ParameterEntry, SecretEntry, entry_key, secret_key
 from agent.keys import key_under
-from agent.results import ParameterError, SourceError
+from agent.results import ParameterError, SourceError, empty_path_error
 from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot, epoch_seconds
 from agent.sources.base import LoadResult
 
 SECRETS_TABLE = "secrets"
 
 TYPES = ("String", "StringList", SECURE_STRING)
+# Stands in for SSM's ciphertext: the plaintext must not be what "no decryption" returns. One per
+# process, so a FileSource rebuilt by a reload masks an unchanged value the same way.
+_MASK_KEY = os.urandom(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +120,7 @@ class FileSource:
         self._known: dict[str, _Entry] = {}
         self._known_secrets: dict[str, _SecretEntry] = {}
         self._secrets: dict[str, _SecretEntry] = {}
-        # Stands in for SSM's ciphertext: the plaintext must not be what "no decryption" returns.
-        self._mask_key = os.urandom(16)
+        self._mask_key = _MASK_KEY
 
     def _read(self, previous: Snapshot | None = None) -> dict[str, _Entry]:
         try:
@@ -238,12 +240,16 @@ class FileSource:
         for entry in self._entries:
             if entry.path is not None:
                 prefix = entry.path.rstrip("/") + "/"
+                listed = 0
                 for name, e in current.items():
                     rest = name[len(prefix) :] if name.startswith(prefix) else None
                     if prefix == "/":
                         rest = name.lstrip("/")
                     if rest and (entry.is_recursive or "/" not in rest):
                         params[name] = self._parameter(name, e, key_under(entry.path, name), None)
+                        listed += 1
+                if not listed and entry.required:
+                    errors.append(empty_path_error(entry.path))
                 continue
             assert entry.name is not None
             found = current.get(entry.name)

@@ -3,6 +3,12 @@
 A cycle lists every configured path and name WITHOUT decryption (one call per 10 parameters),
 compares versions with the previous snapshot, and decrypts only the SecureStrings whose version
 changed (one call per 10 of them). A quiet cycle makes zero KMS decryptions.
+
+"Changed" is more than the version number: a parameter deleted and created again starts over at
+version 1, so a SecureString is decrypted again whenever its version, its LastModifiedDate or its
+ciphertext (as listed without decryption) differs from the one held. A required `path` that lists
+nothing is reported as missing (`EmptyPath`): an empty listing is far more often a typo or a
+missing permission than a hierarchy that is meant to be empty.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from aiobotocore.session import AioSession
 from agent.config import ParameterEntry, SourceConfig, entry_key
 from agent.keys import key_under
 from agent.metrics import Metrics
-from agent.results import ParameterError, SourceError
+from agent.results import ParameterError, SourceError, empty_path_error
 from agent.snapshot import SECRETS_MANAGER_PREFIX, SECURE_STRING, Parameter, Snapshot
 from agent.sources.aws import ApiError as _ApiError
 from agent.sources.aws import AwsClient, AwsSession
@@ -42,6 +48,20 @@ class _Listed:
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _unchanged(old: Parameter | None, item: _Listed) -> bool:
+    """The held plaintext of `old` is still the value of the listed SecureString."""
+    raw = item.raw
+    return (
+        old is not None
+        and old.is_secure
+        and old.version == int(raw.get("Version", 0))
+        and old.selector == item.selector
+        and old.last_modified == _as_datetime(raw.get("LastModifiedDate"))
+        and old.encrypted_value is not None
+        and old.encrypted_value == raw.get("Value")
+    )
 
 
 def _parameter(
@@ -113,13 +133,18 @@ class SsmSource:
         for entry in self._entries:
             if entry.path is not None:
                 try:
-                    for raw in await self._list_path(entry.path, entry.is_recursive, stats):
-                        key = key_under(entry.path, raw["Name"])
-                        listed[raw["Name"]] = _Listed(raw["Name"], key, None, raw)
+                    listing = await self._list_path(entry.path, entry.is_recursive, stats)
                 except _ApiError as exc:
                     errors.append(
                         ParameterError(entry.path, exc.code, exc.message, entry.required, True)
                     )
+                    continue
+                if not listing and entry.required:
+                    self._metrics.parameter_not_found.inc()
+                    errors.append(empty_path_error(entry.path))
+                for raw in listing:
+                    key = key_under(entry.path, raw["Name"])
+                    listed[raw["Name"]] = _Listed(raw["Name"], key, None, raw)
 
         named = [e for e in self._entries if e.name is not None]
         plain = [e for e in named if not _is_secrets_manager(e)]
@@ -142,12 +167,7 @@ class SsmSource:
                 params[name] = _parameter(raw, item.key, item.selector, raw.get("Value", ""), None)
                 continue
             old = previous.get(name)
-            if (
-                old is not None
-                and old.is_secure
-                and old.version == int(raw.get("Version", 0))
-                and old.selector == item.selector
-            ):
+            if old is not None and _unchanged(old, item):
                 params[name] = _parameter(raw, item.key, item.selector, old.value, raw.get("Value"))
             else:
                 to_decrypt.append(item)

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import write_file_source
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto import free_port
 from tests.support.processes import REPO, AgentProcess, agent_command
 from tests.support.waiting import wait_until
 
+JSON_LOGS = {"format": "json"}
 NO_AWS = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
 
 
@@ -55,21 +57,9 @@ def test_readme_run_command_starts_on_the_file_source_without_aws(tmp_path: Path
         assert agent.wait(5) == 0
 
 
-def _file_config(tmp_path: Path, values: str, *, required: str | None = None) -> Path:
-    (tmp_path / "values.toml").write_text(values)
-    extra = f'\n[[parameters]]\nname = "{required}"\n' if required else ""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[source]\ntype = "file"\npath = "values.toml"\n'
-        '[[parameters]]\npath = "/app"\n' + extra + "[http]\nenabled = false\n"
-        '[log]\nformat = "json"\n'
-    )
-    return config
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_ends_run_cleanly_within_2s(tmp_path: Path, sig: signal.Signals) -> None:
-    config = _file_config(tmp_path, '"/app/a" = "x"\n')
+    config = write_file_source(tmp_path, '"/app/a" = "x"\n', log=JSON_LOGS)
     with AgentProcess("run", "-c", str(config), env=_env_without_aws()) as agent:
         agent.wait_for_event("ready")
         started = time.monotonic()
@@ -98,7 +88,12 @@ def test_sigterm_during_a_hung_ssm_call_ends_within_2s(
 
 
 def test_once_exits_1_naming_the_missing_required_parameter(tmp_path: Path) -> None:
-    config = _file_config(tmp_path, '"/app/a" = "x"\n', required="/db/password")
+    config = write_file_source(
+        tmp_path,
+        '"/app/a" = "x"\n',
+        parameters=[{"path": "/app"}, {"name": "/db/password"}],
+        log=JSON_LOGS,
+    )
     proc = subprocess.run(
         agent_command("once", "-c", str(config)), capture_output=True, text=True, timeout=30
     )
@@ -202,8 +197,9 @@ def test_nothing_the_agent_logs_contains_a_value(
 
 
 def test_editing_the_source_file_applies_at_once(tmp_path: Path) -> None:
-    config = _file_config(tmp_path, '"/app/a" = "one"\n')
-    config.write_text(config.read_text().replace("[http]", '[refresh]\ninterval = "1h"\n[http]'))
+    config = write_file_source(
+        tmp_path, '"/app/a" = "one"\n', refresh={"interval": "1h"}, log=JSON_LOGS
+    )
     with AgentProcess("run", "-c", str(config), env=_env_without_aws()) as agent:
         agent.wait_for_event("ready")
         # The watcher starts beside the first load; until it runs, an edit can only be seen

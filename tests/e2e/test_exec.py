@@ -13,35 +13,25 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import write_atomic, write_file_source
 from tests.support.child_apps import (
     ENV_REPORTER,
     SIGNAL_RECORDER,
     count_prefix,
+    process_state,
     read_lines,
     wait_for_line,
     write_app,
-    write_atomic,
-    write_config,
 )
 from tests.support.processes import AgentProcess, agent_command
 from tests.support.waiting import wait_until
 
-
-def _config(tmp_path: Path, values: str, exec_: dict[str, Any], **extra: Any) -> Path:
-    write_atomic(tmp_path / "values.toml", values)
-    return write_config(
-        tmp_path / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "refresh": {"interval": "300ms", "jitter": 0.0, "max_backoff": "500ms"},
-            "http": {"enabled": False},
-            "files": {"dir": "params"},
-            "notify": {"debounce": "0s"},
-            "exec": exec_,
-            **extra,
-        },
-    )
+#: What every exec-mode config here has besides its [exec] table.
+EXEC_MODE: dict[str, Any] = {
+    "refresh": {"interval": "300ms", "jitter": 0.0, "max_backoff": "500ms"},
+    "files": {"dir": "params"},
+    "notify": {"debounce": "0s"},
+}
 
 
 def _exec(config: Path, *cmd: str, env: dict[str, str] | None = None) -> AgentProcess:
@@ -58,10 +48,11 @@ def _at(event: dict[str, Any]) -> datetime:
 
 
 def test_restart_gives_the_new_child_the_new_value_in_its_environment(tmp_path: Path) -> None:
-    config = _config(
+    config = write_file_source(
         tmp_path,
         '"/app/db/password" = "first-pass"\n',
-        {"on_change": "restart", "env": True, "stop_timeout": "5s"},
+        **EXEC_MODE,
+        exec={"on_change": "restart", "env": True, "stop_timeout": "5s"},
     )
     log = tmp_path / "child.log"
     app = write_app(tmp_path, ENV_REPORTER)
@@ -81,10 +72,11 @@ def test_restart_gives_the_new_child_the_new_value_in_its_environment(tmp_path: 
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_stop_timeout(tmp_path: Path) -> None:
-    config = _config(
+    config = write_file_source(
         tmp_path,
         '"/app/token" = "t1"\n',
-        {"on_change": "restart", "env": True, "stop_timeout": "1s"},
+        **EXEC_MODE,
+        exec={"on_change": "restart", "env": True, "stop_timeout": "1s"},
     )
     log = tmp_path / "child.log"
     app = write_app(tmp_path, ENV_REPORTER)
@@ -102,18 +94,11 @@ def test_a_child_that_ignores_sigterm_is_killed_after_stop_timeout(tmp_path: Pat
         agent.signal(signal.SIGTERM)
         assert agent.wait(15) == 128 + signal.SIGKILL
         agent.wait_for_event("child_killed", pid=second)
-    assert _state(first) is None and _state(second) is None
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return None
+    assert process_state(first) is None and process_state(second) is None
 
 
 def test_sigterm_reaches_the_child_and_the_agent_exits_with_its_code(tmp_path: Path) -> None:
-    config = _config(tmp_path, '"/app/a" = "x"\n', {})
+    config = write_file_source(tmp_path, '"/app/a" = "x"\n', **EXEC_MODE, exec={})
     log = tmp_path / "child.log"
     app = write_app(tmp_path, SIGNAL_RECORDER)
     with _exec(config, sys.executable, str(app), str(log), env={"EXIT_ON_TERM": "7"}) as agent:
@@ -130,7 +115,7 @@ def test_sigterm_reaches_the_child_and_the_agent_exits_with_its_code(tmp_path: P
 
 
 def test_a_child_killed_by_a_signal_gives_128_plus_n(tmp_path: Path) -> None:
-    config = _config(tmp_path, '"/app/a" = "x"\n', {})
+    config = write_file_source(tmp_path, '"/app/a" = "x"\n', **EXEC_MODE, exec={})
     with _exec(config, "sh", "-c", "kill -KILL $$") as agent:
         assert agent.wait(30) == 128 + signal.SIGKILL
     exited = [e for e in agent.events() if e.get("event") == "child_exited"]
@@ -138,10 +123,11 @@ def test_a_child_killed_by_a_signal_gives_128_plus_n(tmp_path: Path) -> None:
 
 
 def test_the_child_starts_only_after_the_first_complete_load(tmp_path: Path) -> None:
-    config = _config(
+    config = write_file_source(
         tmp_path,
         '"/app/other" = "o"\n',
-        {},
+        **EXEC_MODE,
+        exec={},
         parameters=[{"path": "/app"}, {"name": "/needed/key", "alias": "needed"}],
     )
     log = tmp_path / "child.log"
@@ -159,8 +145,12 @@ def test_the_child_starts_only_after_the_first_complete_load(tmp_path: Path) -> 
 
 
 def test_sigterm_before_the_first_load_stops_the_agent_without_a_child(tmp_path: Path) -> None:
-    config = _config(
-        tmp_path, '"/app/a" = "x"\n', {}, parameters=[{"name": "/never/there", "alias": "n"}]
+    config = write_file_source(
+        tmp_path,
+        '"/app/a" = "x"\n',
+        **EXEC_MODE,
+        exec={},
+        parameters=[{"name": "/never/there", "alias": "n"}],
     )
     with _exec(config, "sh", "-c", "echo started > child-ran") as agent:
         agent.wait_for_event("load_incomplete")
@@ -175,7 +165,7 @@ def test_sigterm_before_the_first_load_stops_the_agent_without_a_child(tmp_path:
 def test_as_pid_1_the_agent_reaps_orphans_and_still_exits_with_the_childs_code(
     tmp_path: Path,
 ) -> None:
-    config = _config(tmp_path, '"/app/a" = "x"\n', {})
+    config = write_file_source(tmp_path, '"/app/a" = "x"\n', **EXEC_MODE, exec={})
     # The child leaves an orphan: sh starts `sleep` in the background and exits at once, so
     # `sleep` is re-parented to PID 1 (the agent) and becomes its zombie when it ends.
     child = (
@@ -196,7 +186,7 @@ def test_as_pid_1_the_agent_reaps_orphans_and_still_exits_with_the_childs_code(
             lambda: [p for p in _children(agent) if _comm(p) == "sleep"], 15, what="the orphan"
         )[0]
         # Without the reaper the orphan would stay a zombie until the agent exits.
-        wait_until(lambda: _state(orphan) is None, 15, what="orphan reaped")
+        wait_until(lambda: process_state(orphan) is None, 15, what="orphan reaped")
         assert wrapper.proc.poll() is None
         wait_until(lambda: any(e.get("event") == "reaper_started" for e in wrapper.events()), 5)
         os.kill(agent, signal.SIGTERM)

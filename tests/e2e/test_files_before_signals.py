@@ -17,15 +17,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import agent_config, ssm_source, write_config
 from tests.support.child_apps import (
     HUP_READER,
     http_get,
     read_lines,
-    ssm_source,
     stop_app,
     wait_for_line,
     write_app,
-    write_config,
 )
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
@@ -93,14 +92,13 @@ def test_the_app_is_signalled_only_once_its_file_holds_what_http_serves(
     params = small_tmpfs / "params"
     config = write_config(
         tmp_path / "config.toml",
-        {
-            "source": ssm_source(moto_url),
-            "parameters": [{"path": "/app"}],
-            "refresh": {"interval": "300ms", "jitter": 0.0, "max_backoff": "1s"},
-            "http": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
-            "files": {"dir": str(params)},
-            "notify": {"pid_file": "app.pid", "debounce": "100ms"},
-        },
+        agent_config(
+            ssm_source(moto_url),
+            refresh={"interval": "300ms", "jitter": 0.0, "max_backoff": "1s"},
+            http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
+            files={"dir": str(params)},
+            notify={"pid_file": "app.pid", "debounce": "100ms"},
+        ),
     )
     token = tmp_path / "token"
     url = f"{base}/v1/parameters{NAME}"

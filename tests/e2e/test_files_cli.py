@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from tests.support.builders import agent_config, ssm_source, write_config
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
 
@@ -15,44 +16,21 @@ SECRET = 'e2e-secret-Value-$HOME-"q"'
 
 def _config(tmp_path: Path, moto_url: str) -> Path:
     (tmp_path / "app.conf.j2").write_text('dsn={{ params["db/url"] }}\n')
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[source]
-type = "ssm"
-region = "us-east-1"
-endpoint_url = "{moto_url}"
-max_attempts = 1
-
-[[parameters]]
-path = "/app"
-
-[refresh]
-interval = "200ms"
-jitter = 0.0
-max_backoff = "1s"
-
-[http]
-enabled = false
-
-[files]
-dir = "params"
-mode = "0440"
-dir_mode = "0750"
-
-[[files.bundle]]
-path = "app.env"
-prefix = "/app"
-
-[[files.template]]
-source = "app.conf.j2"
-path = "conf/app.conf"
-
-[log]
-format = "json"
-"""
+    return write_config(
+        tmp_path / "config.toml",
+        agent_config(
+            ssm_source(moto_url),
+            refresh={"interval": "200ms", "jitter": 0.0, "max_backoff": "1s"},
+            files={
+                "dir": "params",
+                "mode": "0440",
+                "dir_mode": "0750",
+                "bundle": [{"path": "app.env", "prefix": "/app"}],
+                "template": [{"source": "app.conf.j2", "path": "conf/app.conf"}],
+            },
+            log={"format": "json"},
+        ),
     )
-    return config
 
 
 def _seed(ssm: Any) -> None:
@@ -112,7 +90,7 @@ def test_once_exits_1_naming_what_it_could_not_write(
     assert agent.wait(30) == 1
     stderr = agent.log_text()
     assert "ssm-sidecar: files: template conf/app.conf: UndefinedError" in stderr
-    assert "db/missing" in stderr and SECRET not in stderr
+    assert "UndefinedError at line 1" in stderr and SECRET not in stderr
     # Everything else was still written.
     assert (tmp_path / "params" / "db" / "url").read_bytes() == b"pg://one"
     assert not (tmp_path / "params" / "conf").exists()

@@ -14,14 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.child_apps import (
-    HUP_READER,
-    http_get,
-    ssm_source,
-    wait_for_line,
-    write_app,
-    write_config,
-)
+from tests.support.builders import ssm_source, write_config
+from tests.support.child_apps import HUP_READER, http_get, wait_for_line, write_app
 from tests.support.fleet import KEY_PARAMETER, proxies, seed, ssm_calls
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess, agent_command

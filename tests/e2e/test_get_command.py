@@ -7,23 +7,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess, agent_command
 
 VALUE = "raw value: no newline added, ünïcode, 'quotes' $HOME"
 
 
-def write_config(tmp_path: Path, moto_url: str, listen: str) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[source]\ntype = "ssm"\nregion = "us-east-1"\nendpoint_url = "{moto_url}"\n'
-        "max_attempts = 1\n"
-        '[[parameters]]\npath = "/e2e"\n'
-        '[refresh]\ninterval = "1h"\n'
-        f'[http]\nlisten = "{listen}"\ntoken_file = "run/token"\n'
-        '[log]\nformat = "json"\n'
-    )
-    return config
+def _config(tmp_path: Path, moto_url: str, listen: str) -> Path:
+    config = serving_config(moto_url, listen, parameters=[{"path": "/e2e"}])
+    return write_config(tmp_path / "config.toml", config)
 
 
 def get(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -40,7 +33,7 @@ def test_get_prints_the_raw_value_and_fails_clearly(
     ssm: Any, moto_url: str, tmp_path: Path
 ) -> None:
     ssm.put_parameter(Name="/e2e/secret", Value=VALUE, Type="SecureString")
-    config = write_config(tmp_path, moto_url, f"127.0.0.1:{free_port()}")
+    config = _config(tmp_path, moto_url, f"127.0.0.1:{free_port()}")
     with AgentProcess("run", "-c", str(config)) as agent:
         agent.wait_for_event("ready")
         agent.wait_for_event("http_listening")
@@ -54,7 +47,7 @@ def test_get_prints_the_raw_value_and_fails_clearly(
         assert unknown.stdout == b""
         message = one_line(unknown.stderr)
         assert message.startswith("ssm-sidecar: get: /e2e/nothing")
-        assert "outside the agent's configured set" in message
+        assert "was not found in the parameter source" in message  # under path /e2e
 
         (tmp_path / "wrong").write_text("not-the-token")
         refused = get("/e2e/secret", "-c", str(config), "--token-file", str(tmp_path / "wrong"))
@@ -71,7 +64,7 @@ def test_get_prints_the_raw_value_and_fails_clearly(
 
 
 def test_check_refuses_a_non_loopback_listen(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "http://127.0.0.1:1", "0.0.0.0:2773")
+    config = _config(tmp_path, "http://127.0.0.1:1", "0.0.0.0:2773")
     result = subprocess.run(
         agent_command("check", "-c", str(config)), capture_output=True, timeout=30
     )
@@ -85,7 +78,7 @@ def test_run_exits_1_when_the_listen_address_is_taken(moto_url: str, tmp_path: P
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(tmp_path, moto_url, f"127.0.0.1:{port}")
+        config = _config(tmp_path, moto_url, f"127.0.0.1:{port}")
         result = subprocess.run(
             agent_command("run", "-c", str(config)), capture_output=True, timeout=30
         )

@@ -10,37 +10,31 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.builders import (
+    agent_config,
+    ssm_source,
+    write_atomic,
+    write_config,
+    write_file_source,
+)
 from tests.support.child_apps import (
     HUP_READER,
     SIGNAL_RECORDER,
     count_prefix,
     read_lines,
-    ssm_source,
     start_named_app,
+    start_recorder,
     stop_app,
     wait_for_line,
     write_app,
-    write_atomic,
-    write_config,
 )
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess, agent_command
 from tests.support.waiting import wait_until
 
-
-def _file_source_config(tmp_path: Path, notify: dict[str, Any]) -> Path:
-    write_atomic(tmp_path / "values.toml", '"/app/key" = "value-1"\n')
-    return write_config(
-        tmp_path / "config.toml",
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "refresh": {"interval": "30s"},
-            "http": {"enabled": False},
-            "files": {"dir": "params"},
-            "notify": notify,
-        },
-    )
+FIRST_VALUE = '"/app/key" = "value-1"\n'
+#: Every file-source config here: values in files.dir, then [notify] as the test gives it.
+FILES: dict[str, Any] = {"refresh": {"interval": "30s"}, "files": {"dir": "params"}}
 
 
 def _set_value(tmp_path: Path, value: str) -> None:
@@ -62,14 +56,6 @@ def _change_value(agent: AgentProcess, tmp_path: Path, value: str, version: int)
     wait_until(seen, 15, interval=0.2, what=f"agent loaded version {version}")
 
 
-def _started_app(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-    log = tmp_path / "app.log"
-    script = write_app(tmp_path, SIGNAL_RECORDER)
-    proc = subprocess.Popen([sys.executable, str(script), str(log), *args])
-    wait_for_line(log, f"ready {proc.pid}")
-    return proc, log
-
-
 def test_exec_child_sees_each_of_20_updates_in_its_file_and_over_http(
     tmp_path: Path, ssm: Any, moto_url: str
 ) -> None:
@@ -78,14 +64,13 @@ def test_exec_child_sees_each_of_20_updates_in_its_file_and_over_http(
     port = free_port()
     config = write_config(
         tmp_path / "config.toml",
-        {
-            "source": ssm_source(moto_url),
-            "parameters": [{"path": "/app"}],
-            "refresh": {"interval": "300ms", "jitter": 0.0, "max_backoff": "1s"},
-            "http": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
-            "files": {"dir": "params"},
-            "notify": {"debounce": "100ms"},
-        },
+        agent_config(
+            ssm_source(moto_url),
+            refresh={"interval": "300ms", "jitter": 0.0, "max_backoff": "1s"},
+            http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
+            files={"dir": "params"},
+            notify={"debounce": "100ms"},
+        ),
     )
     log = tmp_path / "child.log"
     child = write_app(tmp_path, HUP_READER, "child.py")
@@ -110,10 +95,12 @@ def test_exec_child_sees_each_of_20_updates_in_its_file_and_over_http(
 
 
 def test_ten_updates_inside_one_debounce_window_give_exactly_one_signal(tmp_path: Path) -> None:
-    app, log = _started_app(tmp_path)
+    app, log = start_recorder(tmp_path)
     try:
         (tmp_path / "app.pid").write_text(str(app.pid))
-        config = _file_source_config(tmp_path, {"pid_file": "app.pid", "debounce": "4s"})
+        config = write_file_source(
+            tmp_path, FIRST_VALUE, **FILES, notify={"pid_file": "app.pid", "debounce": "4s"}
+        )
         with AgentProcess("run", "-c", str(config)) as agent:
             agent.wait_for_event("files_written")
             for version in range(2, 12):
@@ -142,7 +129,9 @@ def test_process_name_finds_an_app_started_separately(tmp_path: Path) -> None:
     app = start_named_app(name, SIGNAL_RECORDER, str(log))
     try:
         wait_for_line(log, f"ready {app.pid}")
-        config = _file_source_config(tmp_path, {"process": name, "debounce": "0s"})
+        config = write_file_source(
+            tmp_path, FIRST_VALUE, **FILES, notify={"process": name, "debounce": "0s"}
+        )
         with AgentProcess("run", "-c", str(config)) as agent:
             agent.wait_for_event("files_written")
             _change_value(agent, tmp_path, "value-2", 2)
@@ -159,7 +148,9 @@ def test_a_stale_pid_file_is_logged_and_the_agent_goes_on(tmp_path: Path) -> Non
     gone.wait()
     pid_file = tmp_path / "app.pid"
     pid_file.write_text(f"{gone.pid}\n")
-    config = _file_source_config(tmp_path, {"pid_file": "app.pid", "debounce": "0s"})
+    config = write_file_source(
+        tmp_path, FIRST_VALUE, **FILES, notify={"pid_file": "app.pid", "debounce": "0s"}
+    )
     with AgentProcess("run", "-c", str(config)) as agent:
         agent.wait_for_event("files_written")
         _change_value(agent, tmp_path, "value-2", 2)
@@ -168,7 +159,7 @@ def test_a_stale_pid_file_is_logged_and_the_agent_goes_on(tmp_path: Path) -> Non
         assert "stale pid_file" in missing["reason"]
         assert missing["level"] == "warning"
         # It goes on: the next change is applied, and reaches the app once it is back.
-        app, log = _started_app(tmp_path)
+        app, log = start_recorder(tmp_path)
         try:
             pid_file.write_text(f"{app.pid}\n")
             _change_value(agent, tmp_path, "value-3", 3)
@@ -181,13 +172,15 @@ def test_a_stale_pid_file_is_logged_and_the_agent_goes_on(tmp_path: Path) -> Non
 
 
 def test_command_runs_after_each_signal(tmp_path: Path) -> None:
-    app, log = _started_app(tmp_path)
+    app, log = start_recorder(tmp_path)
     try:
         (tmp_path / "app.pid").write_text(str(app.pid))
         trail = tmp_path / "trail"
-        config = _file_source_config(
+        config = write_file_source(
             tmp_path,
-            {
+            FIRST_VALUE,
+            **FILES,
+            notify={
                 "pid_file": "app.pid",
                 "debounce": "0s",
                 "command": ["sh", "-c", f"cat params/key >> {trail}; echo >> {trail}"],

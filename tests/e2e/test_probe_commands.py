@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.support.builders import write_file_source
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
@@ -65,31 +66,18 @@ def test_probes_fail_until_the_first_complete_load_then_pass(tmp_path: Path) -> 
     assert _http_get(ops_port, startup) != 0
     assert _run(healthcheck, port) != 0
 
-    values = tmp_path / "values.toml"
-    values.write_text('"/app/a" = "alpha-value"\n')
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[source]
-type = "file"
-path = "{values}"
-
-[[parameters]]
-path = "/app"
-
-[[parameters]]
-name = "/shared/required"
-
-[refresh]
-interval = "300ms"
-max_backoff = "300ms"
-
-[http]
-listen = "127.0.0.1:{port}"
-ops_listen = "127.0.0.1:{ops_port}"
-token_file = "{tmp_path / "token"}"
-"""
+    config = write_file_source(
+        tmp_path,
+        '"/app/a" = "alpha-value"\n',
+        parameters=[{"path": "/app"}, {"name": "/shared/required"}],
+        refresh={"interval": "300ms", "max_backoff": "300ms"},
+        http={
+            "listen": f"127.0.0.1:{port}",
+            "ops_listen": f"127.0.0.1:{ops_port}",
+            "token_file": tmp_path / "token",
+        },
     )
+    values = tmp_path / "values.toml"
     with AgentProcess("run", "-c", str(config)) as agent:
         agent.wait_for_event("ops_listening")
         agent.wait_for_event("load_incomplete")

@@ -9,20 +9,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.support.child_apps import http_get, ssm_source, write_config
+from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.child_apps import http_get
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 from tests.support.waiting import wait_until
 
 
 def _config(tmp_path: Path, moto_url: str, port: int, interval: str) -> dict[str, Any]:
-    return {
-        "source": ssm_source(moto_url),
-        "parameters": [{"path": "/app"}],
-        "refresh": {"interval": interval, "jitter": 0.0, "max_backoff": "1s"},
-        "http": {"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")},
-        "files": {"dir": str(tmp_path / "params")},
-    }
+    return agent_config(
+        ssm_source(moto_url),
+        refresh={"interval": interval, "jitter": 0.0, "max_backoff": "1s"},
+        http={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")},
+        files={"dir": str(tmp_path / "params")},
+    )
 
 
 class Api:

@@ -12,23 +12,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 
 AWS = Path(sys.executable).parent / "aws"
-
-
-def write_config(tmp_path: Path, moto_url: str, port: int) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[source]\ntype = "ssm"\nregion = "us-east-1"\nendpoint_url = "{moto_url}"\n'
-        "max_attempts = 1\n"
-        '[[parameters]]\npath = "/cli"\n'
-        '[refresh]\ninterval = "1h"\n'
-        f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_file = "run/token"\n'
-        '[log]\nformat = "json"\n'
-    )
-    return config
 
 
 Completed = subprocess.CompletedProcess[str]
@@ -75,7 +63,13 @@ def test_aws_cli_prints_the_same_through_the_agent(
 ) -> None:
     assert AWS.exists(), "the AWS CLI comes with the test extra: pip install -e '.[test]'"
     port = free_port()
-    with AgentProcess("run", "-c", str(write_config(tmp_path, moto_url, port))) as agent:
+    config = serving_config(
+        moto_url,
+        f"127.0.0.1:{port}",
+        parameters=[{"path": "/cli"}],
+        http={"aws_protocols": ["ssm"], "allowed_uids": [os.getuid()]},
+    )
+    with AgentProcess("run", "-c", str(write_config(tmp_path / "config.toml", config))) as agent:
         agent.wait_for_event("ready")
         agent.wait_for_event("http_listening")
         endpoint = f"http://127.0.0.1:{port}"

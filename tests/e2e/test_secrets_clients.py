@@ -16,28 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import serving_config, write_config
 from tests.support.moto import DUMMY_AWS_ENV, REGION, free_port
 from tests.support.processes import AgentProcess
 from tests.support.secrets import seed_db_secret
 
 AWS = Path(sys.executable).parent / "aws"
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
-
-
-def write_config(tmp_path: Path, moto_url: str, port: int) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[source]\ntype = "ssm"\nregion = "{REGION}"\nendpoint_url = "{moto_url}"\n'
-        "max_attempts = 1\n"
-        '[[secrets]]\nid = "prod/db"\nalias = "db.json"\n'
-        '[[secrets]]\nid = "prod/db"\nversion_stage = "AWSPREVIOUS"\nalias = "db_previous"\n'
-        '[[secrets]]\nprefix = "shared/"\n'
-        '[refresh]\ninterval = "1h"\n'
-        f'[http]\nlisten = "127.0.0.1:{port}"\ntoken_file = "run/token"\n'
-        'aws_protocols = ["secretsmanager"]\n'
-        '[log]\nformat = "json"\n'
-    )
-    return config
 
 
 @pytest.fixture
@@ -105,7 +90,18 @@ def test_unmodified_clients_read_secrets_through_the_agent(
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with AgentProcess("run", "-c", str(write_config(tmp_path, moto_url, port))) as agent:
+    config = serving_config(
+        moto_url,
+        f"127.0.0.1:{port}",
+        parameters=None,
+        secrets=[
+            {"id": "prod/db", "alias": "db.json"},
+            {"id": "prod/db", "version_stage": "AWSPREVIOUS", "alias": "db_previous"},
+            {"prefix": "shared/"},
+        ],
+        http={"aws_protocols": ["secretsmanager"], "allowed_uids": [os.getuid()]},
+    )
+    with AgentProcess("run", "-c", str(write_config(tmp_path / "config.toml", config))) as agent:
         agent.wait_for_event("ready")
         agent.wait_for_event("http_listening")
         ours, theirs = sdk(endpoint), seeded

@@ -12,15 +12,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.child_apps import (
-    HUP_READER,
-    http_get,
-    read_lines,
-    ssm_source,
-    wait_for_line,
-    write_app,
-    write_config,
-)
+from tests.support.builders import agent_config, ssm_source, write_config
+from tests.support.child_apps import HUP_READER, http_get, read_lines, wait_for_line, write_app
 from tests.support.fault_proxy import FaultProxy
 from tests.support.http_api import metric_value
 from tests.support.moto import free_port
@@ -49,14 +42,15 @@ def test_rotation_deletion_and_denial_through_the_real_agent(
     base = f"http://127.0.0.1:{port}"
     config = write_config(
         tmp_path / "config.toml",
-        {
-            "source": ssm_source(fault_proxy.url),
-            "secrets": [{"prefix": "app/"}],
-            "refresh": {"interval": "1s", "jitter": 0.0, "max_backoff": "1s"},
-            "http": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
-            "files": {"dir": "params"},
-            "notify": {"debounce": "100ms"},
-        },
+        agent_config(
+            ssm_source(fault_proxy.url),
+            parameters=None,
+            secrets=[{"prefix": "app/"}],
+            refresh={"interval": "1s", "jitter": 0.0, "max_backoff": "1s"},
+            http={"listen": f"127.0.0.1:{port}", "token_file": "token"},
+            files={"dir": "params"},
+            notify={"debounce": "100ms"},
+        ),
     )
     log = tmp_path / "child.log"
     child = write_app(tmp_path, HUP_READER, "child.py")

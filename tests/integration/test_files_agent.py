@@ -15,6 +15,7 @@ from agent.outputs.files.output import FilesOutput
 from agent.outputs.notify.output import NotifyOutput
 from agent.snapshot import Change, Snapshot
 from tests.support.agents import agent_for, ssm_config
+from tests.support.builders import agent_config
 
 SECRET = "pw-that-must-not-leak"
 
@@ -145,7 +146,7 @@ async def test_template_naming_a_missing_key_keeps_its_file_and_the_rest_moves_o
         assert count == 1
         (failed,) = [e for e in logs if e["event"] == "template_failed"]
         assert failed["template"] == "app.conf" and failed["kept"] is True
-        assert "feature/flag" in failed["reason"] and "line 2" in failed["reason"]
+        assert failed["reason"] == "UndefinedError at line 2: undefined name, attribute or key"
         assert SECRET not in repr(logs) and "pg://db/2" not in repr(logs)
     finally:
         await agent.stop()
@@ -157,15 +158,7 @@ async def test_ready_only_once_the_files_are_written_and_before_anyone_is_told(
     """/readyz gates the app's start (a native sidecar's startupProbe): when it says ready, the
     files must be there; and whoever is told (exec child, signal, systemd) is told after it."""
     (tmp_path / "values.toml").write_text('"/app/a" = "x"\n')
-    cfg = parse_config(
-        {
-            "source": {"type": "file", "path": "values.toml"},
-            "parameters": [{"path": "/app"}],
-            "http": {"enabled": False},
-            "files": {"dir": "out"},
-        },
-        file=str(tmp_path / "config.toml"),
-    )
+    cfg = parse_config(agent_config(files={"dir": "out"}), file=str(tmp_path / "config.toml"))
     agent = Agent(cfg)
     seen: list[tuple[str, bool, bool]] = []
 

@@ -7,13 +7,13 @@ import json
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.config import FilesConfig
 from agent.metrics import Metrics
 from agent.outputs.files.output import FilesOutput
-from agent.snapshot import Parameter, Snapshot
+from agent.snapshot import Snapshot
+from tests.support.builders import values_snapshot
 from tests.support.waiting import wait_until
 
 UPDATES = 200
@@ -80,26 +80,16 @@ def _value(seq: int, rng: random.Random) -> str:
     return f"{seq}:{hashlib.sha256(payload.encode()).hexdigest()}:{payload}"
 
 
-def _snapshot(seq: int, rng: random.Random) -> Snapshot:
-    params = {
-        f"/app/pair/{side}": Parameter(
-            name=f"/app/pair/{side}",
-            key=f"pair/{side}",
-            type="SecureString",
-            value=_value(seq, rng),
-            version=seq,
-            last_modified=datetime.now(UTC),
-        )
-        for side in ("a", "b")
-    }
-    return Snapshot.build(params, seq)
+def _pair(seq: int, rng: random.Random) -> Snapshot:
+    """/app/pair/a and /app/pair/b, both at version `seq`."""
+    return values_snapshot({"pair/a": _value(seq, rng), "pair/b": _value(seq, rng)}, generation=seq)
 
 
 async def test_reader_never_sees_a_torn_file_or_a_mix_of_sets(tmp_path: Path) -> None:
     files_dir = tmp_path / "params"
     output = FilesOutput(FilesConfig(dir=files_dir), Metrics())
     rng = random.Random(4)
-    previous = _snapshot(0, rng)
+    previous = _pair(0, rng)
     await output.publish(previous, previous.diff(previous), True)
 
     stop, ready = tmp_path / "stop", tmp_path / "ready"
@@ -111,7 +101,7 @@ async def test_reader_never_sees_a_torn_file_or_a_mix_of_sets(tmp_path: Path) ->
     try:
         wait_until(ready.exists, 15, what="reader started")
         for seq in range(1, UPDATES + 1):
-            snapshot = _snapshot(seq, rng)
+            snapshot = _pair(seq, rng)
             change = previous.diff(snapshot)
             assert change.updated
             await output.publish(snapshot, change, False)

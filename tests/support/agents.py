@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.app import Agent
 from agent.config import Config, parse_config
+from tests.support.builders import agent_config, ssm_source
 
 
 def ssm_config(
@@ -21,19 +22,12 @@ def ssm_config(
     **sections: dict[str, Any],
 ) -> Config:
     """A config for the ssm source pointed at moto (or the fault proxy in front of it)."""
-    data: dict[str, Any] = {
-        "source": {
-            "type": "ssm",
-            "region": "us-east-1",
-            "endpoint_url": endpoint_url,
-            "max_attempts": max_attempts,
-            "timeout": "5s",
-        },
-        "parameters": parameters,
-        "refresh": {"interval": interval, "jitter": 0.0, "max_backoff": max_backoff},
-        "http": {"enabled": False},
+    data = agent_config(
+        ssm_source(endpoint_url, max_attempts=max_attempts),
+        parameters=parameters,
+        refresh={"interval": interval, "jitter": 0.0, "max_backoff": max_backoff},
         **sections,
-    }
+    )
     return parse_config(data, file=str(base / "config.toml"), base=base)
 
 

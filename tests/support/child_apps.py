@@ -1,20 +1,18 @@
-"""Small real programs for notify/exec tests, and a TOML writer for agent configs.
+"""Small real programs for notify/exec tests, and the helpers that start and watch them.
 
 The apps are Python scripts written into the test's tmp dir and run with this interpreter. Each
-appends one line per event to a log file, so a test can wait on what the app saw.
+appends one line per event to a log file, so a test can wait on what the app saw. Each sets up
+its signal handling before it writes its first line: a test may signal it as soon as it sees it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from tests.support.waiting import wait_until
 
@@ -41,19 +39,19 @@ while True:
     time.sleep(3600)
 """
 
-# Appends "env <pid> <value of $ENV_NAME>" at start, then behaves like SIGNAL_RECORDER.
-# argv: LOG ENV_NAME [ignore-term]
+# Appends "env <pid> <value of $ENV_NAME>" at start and "SIGTERM <pid>" on SIGTERM; exits 0 on
+# SIGTERM unless told to ignore it. argv: LOG ENV_NAME [ignore-term]
 ENV_REPORTER = r"""
 import os, signal, sys, time
 log, name, ignore_term = sys.argv[1], sys.argv[2], "ignore-term" in sys.argv[3:]
-with open(log, "a") as f:
-    f.write(f"env {os.getpid()} {os.environ.get(name, '<unset>')}\n")
 def on_term(sig, frame):
     with open(log, "a") as f:
         f.write(f"SIGTERM {os.getpid()}\n")
     if not ignore_term:
         sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
+with open(log, "a") as f:
+    f.write(f"env {os.getpid()} {os.environ.get(name, '<unset>')}\n")
 while True:
     time.sleep(3600)
 """
@@ -89,40 +87,27 @@ def start_named_app(name: str, source: str, *args: str) -> subprocess.Popen[byte
     return subprocess.Popen([name, "-c", source, *args], executable=sys.executable)
 
 
+def start_recorder(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """SIGNAL_RECORDER started and ready (its handlers in place); the process and its log."""
+    log = tmp_path / "app.log"
+    script = write_app(tmp_path, SIGNAL_RECORDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(log), *args])
+    wait_for_line(log, f"ready {proc.pid}")
+    return proc, log
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter in /proc/PID/stat ("Z" for a zombie); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None
+
+
 def stop_app(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str | Path):
-        return json.dumps(str(v))
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def toml_text(config: dict[str, Any]) -> str:
-    """Sections are dicts (tables) or lists of dicts (arrays of tables); values are scalars."""
-    out: list[str] = []
-    for section, body in config.items():
-        tables = body if isinstance(body, list) else [body]
-        header = f"[[{section}]]" if isinstance(body, list) else f"[{section}]"
-        for table in tables:
-            out.append(header)
-            out.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
-            out.append("")
-    return "\n".join(out)
-
-
-def write_config(path: Path, config: dict[str, Any]) -> Path:
-    write_atomic(path, toml_text(config))
-    return path
 
 
 # On SIGHUP: reads its parameter file under files.dir and asks the HTTP API for the same name,
@@ -158,20 +143,3 @@ def http_get(url: str, token: str | None = None) -> tuple[int, str]:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def ssm_source(moto_url: str) -> dict[str, Any]:
-    return {
-        "type": "ssm",
-        "region": "us-east-1",
-        "endpoint_url": moto_url,
-        "max_attempts": 1,
-        "timeout": "5s",
-    }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace the file in one step, so the agent never reads it half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

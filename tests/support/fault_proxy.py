@@ -35,7 +35,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-FaultKind = Literal["throttle", "error", "status", "delay", "reset"]
+FaultKind = Literal["throttle", "error", "status", "delay", "reset", "reply"]
 
 #: Status recorded for a call whose connection the proxy dropped ("reset" fault).
 RESET_STATUS = 0
@@ -307,8 +307,10 @@ class FaultProxy:
         - "status": a bare 5xx (``status`` must be >= 500) with ``__type`` InternalServerError.
         - "delay": sleep ``delay`` seconds, then forward normally.
         - "reset": drop the connection without any response.
+        - "reply": answer ``status`` (200 allowed) with ``message`` as the raw JSON body, e.g. a
+          well-formed but malformed-for-SSM answer that the client takes as success.
         """
-        if kind not in ("throttle", "error", "status", "delay", "reset"):
+        if kind not in ("throttle", "error", "status", "delay", "reset", "reply"):
             raise ValueError(f"unknown fault kind {kind!r}")
         if kind in ("throttle", "error") and status < 300:
             raise ValueError(f"{kind} fault needs status >= 300 (botocore treats {status} as OK)")
@@ -462,6 +464,17 @@ class FaultProxy:
         if fault is not None and fault.kind == "status":
             self._record(Call(operation, body, fault.status, True, arrived))
             return _error_response(fault.status, "InternalServerError", fault.message)
+
+        if fault is not None and fault.kind == "reply":
+            self._record(Call(operation, body, fault.status, True, arrived))
+            return web.Response(
+                status=fault.status,
+                body=fault.message.encode(),
+                headers={
+                    "Content-Type": _JSON_CONTENT_TYPE,
+                    "x-amzn-RequestId": str(uuid.uuid4()),
+                },
+            )
 
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.delay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -91,6 +92,11 @@ def http_section(tmp_path: Path, **extra: Any) -> dict[str, Any]:
         "token_file": str(tmp_path / "run" / "token"),
         **extra,
     }
+
+
+def sdk_http_section(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """`http_section` with the AWS SDK protocol on, answered to this test process's uid."""
+    return http_section(tmp_path, aws_protocols=["ssm"], allowed_uids=[os.getuid()], **extra)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, parse_config
+from tests.support.builders import agent_config, ssm_source
 
 
 def secrets_config(
@@ -19,21 +20,13 @@ def secrets_config(
     **sections: Any,
 ) -> Config:
     """A config for the ssm source (and Secrets Manager) pointed at moto or the fault proxy."""
-    data: dict[str, Any] = {
-        "source": {
-            "type": "ssm",
-            "region": "us-east-1",
-            "endpoint_url": endpoint_url,
-            "max_attempts": 1,
-            "timeout": "5s",
-        },
-        "secrets": secrets,
-        "refresh": {"interval": interval, "jitter": 0.0, "max_backoff": "2s"},
-        "http": {"enabled": False},
+    data = agent_config(
+        ssm_source(endpoint_url),
+        parameters=parameters or None,
+        secrets=secrets,
+        refresh={"interval": interval, "jitter": 0.0, "max_backoff": "2s"},
         **sections,
-    }
-    if parameters:
-        data["parameters"] = parameters
+    )
     return parse_config(data, file=str(base / "config.toml"), base=base)
 
 

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 from agent.app import Agent
 from agent.config import load_config
 from agent.snapshot import Change, Snapshot
-from tests.support.child_apps import write_atomic, write_config
+from tests.support.builders import agent_config, write_atomic, write_config
 
 
 class BrokenStop:
@@ -23,12 +23,7 @@ class BrokenStop:
 
 async def test_once_logs_an_output_that_fails_to_stop_and_still_returns(tmp_path: Path) -> None:
     write_atomic(tmp_path / "values.toml", '"/app/a" = "alpha"\n')
-    data = {
-        "source": {"type": "file", "path": "values.toml"},
-        "parameters": [{"path": "/app"}],
-        "http": {"enabled": False},
-    }
-    agent = Agent(load_config(write_config(tmp_path / "config.toml", data)))
+    agent = Agent(load_config(write_config(tmp_path / "config.toml", agent_config())))
     await agent.outputs.replace("notify", BrokenStop(), None)
     with capture_logs() as logs:
         result = await agent.once()

@@ -15,7 +15,7 @@ from agent.app import Agent
 from agent.config import load_config
 from agent.outputs.files import UnsafeDirectoryError
 from agent.outputs.http.routes.ops import health_body
-from tests.support.child_apps import write_atomic, write_config
+from tests.support.builders import agent_config, write_atomic, write_config
 from tests.support.waiting import async_wait_until
 
 SECRET = "s3cret-value-7f1d"
@@ -23,15 +23,8 @@ SECRET = "s3cret-value-7f1d"
 
 def _config(tmp_path: Path, files: dict[str, Any] | None) -> dict[str, Any]:
     write_atomic(tmp_path / "values.toml", f'"/app/db/password" = "{SECRET}"\n"/app/top" = "t"\n')
-    data: dict[str, Any] = {
-        "source": {"type": "file", "path": "values.toml"},
-        "parameters": [{"path": "/app"}],
-        "refresh": {"interval": "30s", "jitter": 0.0},
-        "http": {"enabled": False},
-    }
-    if files is not None:
-        data["files"] = files
-    return data
+    with_files = {} if files is None else {"files": files}
+    return agent_config(refresh={"interval": "30s", "jitter": 0.0}, **with_files)
 
 
 @pytest.fixture

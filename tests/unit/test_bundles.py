@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from agent.outputs.files.bundles import (
     render_dotenv,
     render_json,
 )
-from agent.snapshot import Parameter, Snapshot
+from tests.support.builders import parameter, snapshot
 
 NASTY = {
     "QUOTES": "say \"hi\" and 'bye'",
@@ -96,27 +95,12 @@ def test_json_is_one_object_of_names_to_values_sorted() -> None:
     assert "✓" in text and text.endswith("}\n")
 
 
-def _param(name: str, key: str, value: str) -> Parameter:
-    return Parameter(
-        name=name,
-        key=key,
-        type="String",
-        value=value,
-        version=1,
-        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
-def _snapshot(*params: Parameter) -> Snapshot:
-    return Snapshot.build({p.name: p for p in params}, 1)
-
-
 def test_bundle_holds_the_parameters_under_its_prefix_by_normalized_key() -> None:
-    snap = _snapshot(
-        _param("/myapp/prod/db/url", "db/url", "pg://db"),
-        _param("/myapp/prod/db/password", "db/password", "pw"),
-        _param("/myapp/prod/api-key", "api-key", "k"),
-        _param("/myapp/prod/dbx", "dbx", "not under the prefix"),
+    snap = snapshot(
+        parameter("/myapp/prod/db/url", "pg://db", key="db/url"),
+        parameter("/myapp/prod/db/password", "pw", key="db/password"),
+        parameter("/myapp/prod/api-key", "k", key="api-key"),
+        parameter("/myapp/prod/dbx", "not under the prefix", key="dbx"),
     )
     assert bundle_pairs(snap, "/myapp/prod/db") == {"DB_URL": "pg://db", "DB_PASSWORD": "pw"}
     assert set(bundle_pairs(snap, "/")) == {"DB_URL", "DB_PASSWORD", "API_KEY", "DBX"}
@@ -127,9 +111,9 @@ def test_bundle_holds_the_parameters_under_its_prefix_by_normalized_key() -> Non
 
 
 def test_bundle_clash_names_both_keys_and_no_value() -> None:
-    snap = _snapshot(
-        _param("/app/db-url", "db-url", "secret-one"),
-        _param("/app/db_url", "db_url", "secret-two"),
+    snap = snapshot(
+        parameter("/app/db-url", "secret-one", key="db-url"),
+        parameter("/app/db_url", "secret-two", key="db_url"),
     )
     with pytest.raises(BundleError) as err:
         render_bundle(snap, "/app", "dotenv")
@@ -139,6 +123,6 @@ def test_bundle_clash_names_both_keys_and_no_value() -> None:
 
 
 def test_a_key_with_no_usable_variable_name_fails_the_bundle_not_the_agent() -> None:
-    snap = _snapshot(_param("/app/", "", "v"), _param("/app/ok", "ok", "w"))
+    snap = snapshot(parameter("/app/", "v", key=""), parameter("/app/ok", "w", key="ok"))
     with pytest.raises(BundleError, match="no usable variable name"):
         render_bundle(snap, "/", "dotenv")

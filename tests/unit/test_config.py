@@ -10,6 +10,7 @@ import pytest
 from agent.cli import main
 from agent.config import ConfigError, load_config, parse_config
 from agent.durations import parse_duration
+from tests.support.builders import agent_config
 
 GOOD = """
 [source]
@@ -167,6 +168,7 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
         "jitter": 0.1,
         "max_backoff": "5m",
         "splay": "0s",
+        "max_removal_share": 0.5,
     }
     assert shown["parameters"][1] == {
         "name": "/shared/db/password",
@@ -258,7 +260,7 @@ def test_check_finds_template_syntax_errors(
     (tmp_path / "bad.j2").write_text("url={{ params['db/url'] \n")
     path = tmp_path / "config.toml"
     path.write_text(
-        '[[parameters]]\npath = "/a"\n[files]\ndir = "out"\n'
+        '[source]\nregion = "us-east-1"\n[[parameters]]\npath = "/a"\n[files]\ndir = "out"\n'
         '[[files.template]]\nsource = "good.j2"\npath = "good"\n'
         '[[files.template]]\nsource = "bad.j2"\npath = "bad"\n'
         '[[files.template]]\nsource = "missing.j2"\npath = "missing"\n'
@@ -270,3 +272,15 @@ def test_check_finds_template_syntax_errors(
         "files.template[2].source",
     ]
     assert "syntax error at line" in lines[0] and "not found" in lines[1]
+
+
+def test_config_refuses_malformed_access_key_ids() -> None:
+    data = agent_config(http={"sdk_access_key_ids": ["AKIAEXAMPLE000000001", "AKIA EXAMPLE"]})
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data, file="config.toml")
+    assert str(raised.value) == (
+        "config.toml: http.sdk_access_key_ids: 'AKIA EXAMPLE' is not an access key id "
+        "(letters and digits only)"
+    )
+    data["http"]["sdk_access_key_ids"] = ["AKIAEXAMPLE000000001"]
+    assert parse_config(data).http.sdk_access_key_ids == ("AKIAEXAMPLE000000001",)

@@ -142,7 +142,10 @@ def test_fields_need_a_secret() -> None:
 
 def test_aws_protocols_names() -> None:
     cfg = parse_config(
-        {"parameters": [{"path": "/a"}], "http": {"aws_protocols": ["secretsmanager"]}}
+        {
+            "parameters": [{"path": "/a"}],
+            "http": {"aws_protocols": ["secretsmanager"], "allowed_uids": [1000]},
+        }
     )
     assert cfg.http.aws_protocols == ("secretsmanager",)
     with pytest.raises(ConfigError) as exc:

@@ -11,67 +11,30 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from agent.config import FilesConfig
-from agent.metrics import Metrics
 from agent.outputs.base import NotDelivered
-from agent.outputs.files import FilesOutput, UnsafeDirectoryError
+from agent.outputs.files import UnsafeDirectoryError
 from agent.outputs.files.atomic_writer import AtomicWriter, Ownership
-from agent.snapshot import Parameter, Snapshot
+from tests.support.builders import parameter
+from tests.support.files_output import FilesHarness
 
 SECRET = "only-root-may-read-this"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to another uid")
 
 
-def param(name: str, value: str, version: int = 1) -> Parameter:
-    return Parameter(
-        name=name,
-        key=name.split("/", 2)[-1],
-        type="SecureString",
-        value=value,
-        version=version,
-        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
-class Files:
-    def __init__(self, directory: Path, **cfg: Any) -> None:
-        self.dir = directory
-        self.metrics = Metrics()
-        self.output = FilesOutput(
-            FilesConfig.model_validate({"dir": directory, **cfg}), self.metrics
-        )
-        self.snapshot = Snapshot()
-
-    async def publish(self, *params: Parameter, first: bool = False) -> None:
-        new = Snapshot.build({p.name: p for p in params}, self.snapshot.generation + 1)
-        change, self.snapshot = self.snapshot.diff(new), new
-        await self.output.publish(new, change, first)
-
-    def errors(self, kind: str) -> float:
-        sample = self.metrics.registry.get_sample_value(
-            "ssm_sidecar_files_errors_total", {"kind": kind}
-        )
-        return sample or 0.0
-
-    def failing(self) -> float | None:
-        return self.metrics.registry.get_sample_value("ssm_sidecar_files_write_failing")
-
-
-async def refused(files: Files, *words: str) -> str:
+async def refused(files: FilesHarness, *words: str) -> str:
     """files.dir is refused at start and at publish (logged, counted, in the status)."""
     with pytest.raises(UnsafeDirectoryError) as at_start:
         await files.output.prepare()
     message = str(at_start.value)
     assert str(files.dir) in message and all(w in message for w in words), message
     with structlog.testing.capture_logs() as logs, pytest.raises(NotDelivered):
-        await files.publish(param("/app/k", SECRET), first=True)
+        await files.publish(parameter("/app/k", SECRET), first=True)
     assert files.errors("write") == 1 and files.failing() == 1
     assert files.output.status.state == "failing"
     assert files.output.status.error is not None and all(
@@ -88,7 +51,7 @@ async def test_a_files_dir_planted_as_a_symlink_is_refused_and_nothing_lands_the
     victim = tmp_path / "victim"
     victim.mkdir()
     os.symlink(victim, tmp_path / "params")
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     await refused(files, "is a symlink")
     assert os.listdir(victim) == []
 
@@ -97,7 +60,7 @@ async def test_a_files_dir_planted_as_a_symlink_is_refused_and_nothing_lands_the
 async def test_a_files_dir_owned_by_another_uid_is_refused(tmp_path: Path) -> None:
     (tmp_path / "params").mkdir(mode=0o700)
     os.chown(tmp_path / "params", 12345, 12345)
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     await refused(files, "owned by uid 12345", f"agent's uid {os.geteuid()}")
     assert os.listdir(tmp_path / "params") == []
 
@@ -108,7 +71,7 @@ async def test_a_files_dir_writable_by_group_or_others_is_refused(
 ) -> None:
     (tmp_path / "params").mkdir()
     (tmp_path / "params").chmod(mode)
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     await refused(files, "writable by group or others", f"mode {mode:04o}")
     assert os.listdir(tmp_path / "params") == []
 
@@ -125,8 +88,8 @@ def open_umask() -> Iterator[None]:
 async def test_parents_the_agent_creates_are_writable_only_by_it(
     tmp_path: Path, open_umask: None
 ) -> None:
-    files = Files(tmp_path / "a" / "b" / "params", dir_mode="0777")
-    await files.publish(param("/app/k", "v"), first=True)
+    files = FilesHarness(tmp_path / "a" / "b" / "params", dir_mode="0777")
+    await files.publish(parameter("/app/k", "v"), first=True)
     for path in [tmp_path / "a", tmp_path / "a" / "b", files.dir]:
         st = path.lstat()
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid(), path
@@ -165,14 +128,14 @@ async def test_a_path_swapped_during_a_write_cannot_redirect_it(
 async def test_a_foreign_symlink_at_a_top_level_name_is_left_alone_and_reported(
     tmp_path: Path,
 ) -> None:
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     files.dir.mkdir(mode=0o700)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not ours")
     os.symlink(elsewhere, files.dir / "k")
     os.symlink(elsewhere, files.dir / "stale")  # not a name of the set: not removed either
     with structlog.testing.capture_logs() as logs:
-        await files.publish(param("/app/k", "v"), param("/app/other", "o"), first=True)
+        await files.publish(parameter("/app/k", "v"), parameter("/app/other", "o"), first=True)
     assert os.readlink(files.dir / "k") == str(elsewhere)
     assert os.readlink(files.dir / "stale") == str(elsewhere)
     assert elsewhere.read_text() == "not ours"
@@ -183,7 +146,7 @@ async def test_a_foreign_symlink_at_a_top_level_name_is_left_alone_and_reported(
     assert blocked["name"] == "k"
     assert any("not linked" in p for p in files.output.problems)
     # Later sets leave both alone too.
-    await files.publish(param("/app/other", "o2", version=2))
+    await files.publish(parameter("/app/other", "o2", version=2))
     assert os.readlink(files.dir / "k") == str(elsewhere)
     assert os.readlink(files.dir / "stale") == str(elsewhere)
 
@@ -192,7 +155,7 @@ async def test_a_foreign_symlink_at_a_top_level_name_is_left_alone_and_reported(
 async def test_a_data_entry_the_agent_did_not_create_is_not_replaced(
     tmp_path: Path, kind: str
 ) -> None:
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     files.dir.mkdir(mode=0o700)
     if kind == "directory":
         (files.dir / "..data").mkdir()
@@ -200,7 +163,7 @@ async def test_a_data_entry_the_agent_did_not_create_is_not_replaced(
         os.symlink(tmp_path, files.dir / "..data")
     before = os.lstat(files.dir / "..data").st_ino
     with pytest.raises(NotDelivered):
-        await files.publish(param("/app/k", "v"), first=True)
+        await files.publish(parameter("/app/k", "v"), first=True)
     assert os.lstat(files.dir / "..data").st_ino == before
     assert "..data is not the agent's" in (files.output.status.error or "")
     assert not os.path.lexists(files.dir / "k")
@@ -208,14 +171,14 @@ async def test_a_data_entry_the_agent_did_not_create_is_not_replaced(
 
 @as_root
 async def test_a_set_directory_of_another_uid_is_not_removed(tmp_path: Path) -> None:
-    files = Files(tmp_path / "params")
+    files = FilesHarness(tmp_path / "params")
     files.dir.mkdir(mode=0o700)
     foreign = files.dir / "..2020_01_01_00_00_00.000000001"
     foreign.mkdir()
     (foreign / "f").write_text("theirs")
     os.chown(foreign, 12345, 12345)
-    await files.publish(param("/app/k", "v"), first=True)
-    await files.publish(param("/app/k", "w", version=2))
+    await files.publish(parameter("/app/k", "v"), first=True)
+    await files.publish(parameter("/app/k", "w", version=2))
     assert (foreign / "f").read_text() == "theirs"
 
 
@@ -241,10 +204,10 @@ async def test_a_link_planted_in_the_apps_set_does_not_make_the_agent_copy_a_fil
     root_only = tmp_path / "shadow"
     root_only.write_text(SECRET)
     root_only.chmod(0o600)
-    files = Files(
+    files = FilesHarness(
         reachable_dir / "params", uid=12345, bundle=[{"path": "app.env", "prefix": "/app"}]
     )
-    await files.publish(param("/app/db-url", "one"), first=True)
+    await files.publish(parameter("/app/db-url", "one"), first=True)
     current = files.dir / os.readlink(files.dir / "..data")
     # As the app's user: replace its bundle by a link to the root-only file.
     subprocess.run(
@@ -253,7 +216,7 @@ async def test_a_link_planted_in_the_apps_set_does_not_make_the_agent_copy_a_fil
         check=True,
     )
     # An env-name clash makes the bundle fail: the agent keeps "the previous bytes".
-    await files.publish(param("/app/db-url", "two", version=2), param("/app/db_url", "x"))
+    await files.publish(parameter("/app/db-url", "two", version=2), parameter("/app/db_url", "x"))
     assert files.errors("bundle") == 1
     written = files.dir / os.readlink(files.dir / "..data")
     assert written != current

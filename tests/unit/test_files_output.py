@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
 
-from agent.config import FilesConfig
-from agent.metrics import Metrics
 from agent.outputs.base import NotDelivered
-from agent.outputs.files.output import FilesOutput
-from agent.snapshot import Change, Parameter, Snapshot
+from tests.support.builders import parameter
+from tests.support.files_output import SET_NAME, FilesHarness
 
-SET_NAME = re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}")
 SECRET = "hunter2-very-secret"
-
-
-def param(name: str, value: str, *, key: str | None = None, version: int = 1) -> Parameter:
-    return Parameter(
-        name=name,
-        key=key if key is not None else name.split("/", 2)[-1],
-        type="SecureString",
-        value=value,
-        version=version,
-        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
-class Harness:
-    """A FilesOutput fed real snapshots, each diffed against the one before."""
-
-    def __init__(self, directory: Path, **cfg: Any) -> None:
-        self.dir = directory
-        self.metrics = Metrics()
-        self.cfg = FilesConfig.model_validate({"dir": directory, **cfg})
-        self.output = FilesOutput(self.cfg, self.metrics)
-        self.snapshot = Snapshot()
-
-    async def publish(self, *params: Parameter, first: bool = False) -> Change:
-        new = Snapshot.build({p.name: p for p in params}, self.snapshot.generation + 1)
-        change = self.snapshot.diff(new)
-        self.snapshot = new
-        await self.output.publish(new, change, first)
-        return change
-
-    def errors(self, kind: str) -> float:
-        value = self.metrics.registry.get_sample_value(
-            "ssm_sidecar_files_errors_total", {"kind": kind}
-        )
-        return value or 0.0
-
-    def sets(self) -> list[str]:
-        return sorted(n for n in os.listdir(self.dir) if SET_NAME.fullmatch(n))
 
 
 def tree_stats(root: Path) -> dict[str, tuple[int, int]]:
@@ -75,13 +31,15 @@ def tree_stats(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    return Harness(tmp_path / "params")
+def h(tmp_path: Path) -> FilesHarness:
+    return FilesHarness(tmp_path / "params")
 
 
-async def test_layout_is_kubernetes_atomic_writer(h: Harness) -> None:
+async def test_layout_is_kubernetes_atomic_writer(h: FilesHarness) -> None:
     await h.publish(
-        param("/app/db/url", "pg://db"), param("/app/token", "t0k\n", key="token"), first=True
+        parameter("/app/db/url", "pg://db"),
+        parameter("/app/token", "t0k\n", key="token"),
+        first=True,
     )
     data = os.readlink(h.dir / "..data")
     assert SET_NAME.fullmatch(data) and h.sets() == [data]
@@ -94,13 +52,13 @@ async def test_layout_is_kubernetes_atomic_writer(h: Harness) -> None:
     assert (h.dir / "..data" / "db" / "url").read_bytes() == b"pg://db"
 
 
-async def test_values_are_written_as_utf8_bytes(h: Harness) -> None:
-    await h.publish(param("/app/u", "päss ✓ \x00 \r\n end"), first=True)
+async def test_values_are_written_as_utf8_bytes(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/u", "päss ✓ \x00 \r\n end"), first=True)
     assert (h.dir / "u").read_bytes() == "päss ✓ \x00 \r\n end".encode()
 
 
-async def test_default_modes_and_created_dir(h: Harness) -> None:
-    await h.publish(param("/app/db/url", "x"), first=True)
+async def test_default_modes_and_created_dir(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/db/url", "x"), first=True)
     data = h.dir / os.readlink(h.dir / "..data")
     assert stat.S_IMODE((data / "db" / "url").stat().st_mode) == 0o400
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
@@ -109,8 +67,8 @@ async def test_default_modes_and_created_dir(h: Harness) -> None:
 
 
 async def test_configured_modes_apply_to_every_file_and_directory(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "p", mode="0440", dir_mode="0750")
-    await h.publish(param("/app/a/b/c", "1"), param("/app/top", "2"), first=True)
+    h = FilesHarness(tmp_path / "p", mode="0440", dir_mode="0750")
+    await h.publish(parameter("/app/a/b/c", "1"), parameter("/app/top", "2"), first=True)
     data = h.dir / os.readlink(h.dir / "..data")
     for path in [data, data / "a", data / "a" / "b", h.dir]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o750, path
@@ -133,8 +91,10 @@ def world_traversable_dir() -> Iterator[Path]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root (CI runs as root)")
 async def test_owner_and_group_set_and_the_app_user_can_read(world_traversable_dir: Path) -> None:
     uid, gid = 12345, 23456
-    h = Harness(world_traversable_dir / "params", uid=uid, gid=gid, mode="0400", dir_mode="0500")
-    await h.publish(param("/app/db/url", SECRET), param("/app/x", "y"), first=True)
+    h = FilesHarness(
+        world_traversable_dir / "params", uid=uid, gid=gid, mode="0400", dir_mode="0500"
+    )
+    await h.publish(parameter("/app/db/url", SECRET), parameter("/app/x", "y"), first=True)
     data = h.dir / os.readlink(h.dir / "..data")
     for path in [data, data / "db", data / "db" / "url", data / "x"]:
         st = os.stat(path)
@@ -152,55 +112,58 @@ async def test_owner_and_group_set_and_the_app_user_can_read(world_traversable_d
     other = subprocess.run([*read, target], user=uid + 1, group=gid + 1, capture_output=True)
     assert other.returncode != 0 and b"Permission denied" in other.stderr
     # A second set (0500 dirs) replaces the first, which is removed despite its modes.
-    await h.publish(param("/app/db/url", "new"), param("/app/x", "y"))
+    await h.publish(parameter("/app/db/url", "new"), parameter("/app/x", "y"))
     assert len(h.sets()) == 1 and (h.dir / "db" / "url").read_bytes() == b"new"
 
 
-async def test_publish_without_change_touches_nothing(h: Harness) -> None:
-    p = param("/app/db/url", "x")
-    await h.publish(p, param("/app/k", "v"), first=True)
+async def test_publish_without_change_touches_nothing(h: FilesHarness) -> None:
+    p = parameter("/app/db/url", "x")
+    await h.publish(p, parameter("/app/k", "v"), first=True)
     before = tree_stats(h.dir)
     for _ in range(5):
-        change = await h.publish(p, param("/app/k", "v"))
+        change = await h.publish(p, parameter("/app/k", "v"))
         assert not change
     assert tree_stats(h.dir) == before
 
 
-async def test_new_version_with_identical_bytes_is_not_rewritten(h: Harness) -> None:
-    await h.publish(param("/app/k", "v", version=1), first=True)
+async def test_new_version_with_identical_bytes_is_not_rewritten(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/k", "v", version=1), first=True)
     before = tree_stats(h.dir)
-    change = await h.publish(param("/app/k", "v", version=2))
+    change = await h.publish(parameter("/app/k", "v", version=2))
     assert change.updated
     assert tree_stats(h.dir) == before
 
 
-async def test_a_change_writes_a_new_set_and_removes_the_old_one(h: Harness) -> None:
-    await h.publish(param("/app/db/url", "one"), param("/app/db/pw", "p"), first=True)
+async def test_a_change_writes_a_new_set_and_removes_the_old_one(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/db/url", "one"), parameter("/app/db/pw", "p"), first=True)
     old_set = h.sets()[0]
     old_link_inode = (h.dir / "db").lstat().st_ino
-    await h.publish(param("/app/db/url", "two", version=2), param("/app/db/pw", "p"))
+    await h.publish(parameter("/app/db/url", "two", version=2), parameter("/app/db/pw", "p"))
     assert h.sets() != [old_set] and len(h.sets()) == 1
     assert (h.dir / "db" / "url").read_bytes() == b"two"
     # Top-level symlinks that are still right are left alone.
     assert (h.dir / "db").lstat().st_ino == old_link_inode
 
 
-async def test_removed_parameters_disappear_with_their_links(h: Harness) -> None:
+async def test_removed_parameters_disappear_with_their_links(h: FilesHarness) -> None:
     await h.publish(
-        param("/app/db/url", "u"), param("/app/db/pw", "p"), param("/app/solo", "s"), first=True
+        parameter("/app/db/url", "u"),
+        parameter("/app/db/pw", "p"),
+        parameter("/app/solo", "s"),
+        first=True,
     )
-    await h.publish(param("/app/db/url", "u"))
+    await h.publish(parameter("/app/db/url", "u"))
     assert not os.path.lexists(h.dir / "solo")
     assert not (h.dir / "db" / "pw").exists()
     assert (h.dir / "db" / "url").read_bytes() == b"u"
     assert sorted(os.listdir(h.dir)) == sorted(["..data", h.sets()[0], "db"])
 
 
-async def test_first_publish_rewrites_even_without_change(h: Harness) -> None:
-    await h.publish(param("/app/k", "v"), first=True)
+async def test_first_publish_rewrites_even_without_change(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/k", "v"), first=True)
     first_set = h.sets()
-    restarted = Harness(h.dir)
-    await restarted.publish(param("/app/k", "v"), first=True)
+    restarted = FilesHarness(h.dir)
+    await restarted.publish(parameter("/app/k", "v"), first=True)
     assert restarted.sets() != first_set and len(restarted.sets()) == 1
 
 
@@ -220,10 +183,12 @@ async def test_first_publish_rewrites_even_without_change(h: Harness) -> None:
     ],
 )
 async def test_unsafe_key_is_logged_counted_and_the_rest_written(
-    h: Harness, key: str, reason: str
+    h: FilesHarness, key: str, reason: str
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        await h.publish(param("/app/bad", SECRET, key=key), param("/app/good", "g"), first=True)
+        await h.publish(
+            parameter("/app/bad", SECRET, key=key), parameter("/app/good", "g"), first=True
+        )
     assert (h.dir / "good").read_bytes() == b"g"
     assert h.errors("path") == 1
     skipped = [e for e in logs if e["event"] == "file_skipped"]
@@ -233,10 +198,10 @@ async def test_unsafe_key_is_logged_counted_and_the_rest_written(
     assert os.listdir(h.dir.parent) == ["params"]
 
 
-async def test_file_versus_directory_clash_keeps_what_was_there(h: Harness) -> None:
-    await h.publish(param("/app/a", "file-a"), first=True)
+async def test_file_versus_directory_clash_keeps_what_was_there(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/a", "file-a"), first=True)
     with structlog.testing.capture_logs() as logs:
-        await h.publish(param("/app/a", "file-a"), param("/app/a/b", "nested"))
+        await h.publish(parameter("/app/a", "file-a"), parameter("/app/a/b", "nested"))
     assert (h.dir / "a").read_bytes() == b"file-a"
     assert h.errors("path") == 1
     (skipped,) = [e for e in logs if e["event"] == "file_skipped"]
@@ -244,24 +209,24 @@ async def test_file_versus_directory_clash_keeps_what_was_there(h: Harness) -> N
 
 
 async def test_file_versus_directory_clash_on_first_write_keeps_the_directory_side(
-    h: Harness,
+    h: FilesHarness,
 ) -> None:
     # Sorted keys: "a" is accepted first, so "a/b" is the one refused; deterministic either way.
-    await h.publish(param("/app/a/b", "nested"), param("/app/a", "file-a"), first=True)
+    await h.publish(parameter("/app/a/b", "nested"), parameter("/app/a", "file-a"), first=True)
     assert (h.dir / "a").is_file() and h.errors("path") == 1
 
 
 async def test_bundle_and_template_paths_win_over_parameter_keys(tmp_path: Path) -> None:
     (tmp_path / "t.j2").write_text("T")
-    h = Harness(
+    h = FilesHarness(
         tmp_path / "p",
         bundle=[{"path": "app.env", "prefix": "/app"}],
         template=[{"source": tmp_path / "t.j2", "path": "conf/app.conf"}],
     )
     await h.publish(
-        param("/app/app.env", "param"),
-        param("/app/conf", "param"),
-        param("/app/k", "v"),
+        parameter("/app/app.env", "param"),
+        parameter("/app/conf", "param"),
+        parameter("/app/k", "v"),
         first=True,
     )
     assert (h.dir / "app.env").read_bytes().startswith(b"APP_ENV=")
@@ -272,12 +237,12 @@ async def test_bundle_and_template_paths_win_over_parameter_keys(tmp_path: Path)
 @pytest.mark.parametrize("key", ["../../../x", "/abs", "..data", "a/../../b"])
 async def test_unsafe_bundle_and_template_paths_are_refused(tmp_path: Path, key: str) -> None:
     (tmp_path / "t.j2").write_text("T")
-    h = Harness(
+    h = FilesHarness(
         tmp_path / "root" / "p",
         bundle=[{"path": key, "prefix": "/"}],
         template=[{"source": tmp_path / "t.j2", "path": key}],
     )
-    await h.publish(param("/app/k", "v"), first=True)
+    await h.publish(parameter("/app/k", "v"), first=True)
     assert h.errors("path") == 2
     assert (h.dir / "k").read_bytes() == b"v"
     assert os.listdir(tmp_path / "root") == ["p"]
@@ -285,25 +250,29 @@ async def test_unsafe_bundle_and_template_paths_are_refused(tmp_path: Path, key:
 
 
 async def test_bundles_are_written_in_the_same_set(tmp_path: Path) -> None:
-    h = Harness(
+    h = FilesHarness(
         tmp_path / "p",
         bundle=[
             {"path": "db.env", "prefix": "/app/db"},
             {"path": "all.json", "format": "json", "prefix": "/"},
         ],
     )
-    await h.publish(param("/app/db/url", 'pg://"x"'), param("/app/db/password", "p$w"), first=True)
+    await h.publish(
+        parameter("/app/db/url", 'pg://"x"'), parameter("/app/db/password", "p$w"), first=True
+    )
     assert (h.dir / "db.env").read_text() == 'DB_PASSWORD="p$w"\nDB_URL="pg://\\"x\\""\n'
     assert (h.dir / "all.json").read_text().startswith('{\n  "DB_PASSWORD": "p$w",')
     assert os.readlink(h.dir / "db.env") == "..data/db.env"
 
 
 async def test_bundle_clash_keeps_the_previous_bundle_and_writes_the_rest(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "p", bundle=[{"path": "app.env", "prefix": "/app"}])
-    await h.publish(param("/app/db-url", "one"), first=True)
+    h = FilesHarness(tmp_path / "p", bundle=[{"path": "app.env", "prefix": "/app"}])
+    await h.publish(parameter("/app/db-url", "one"), first=True)
     before = (h.dir / "app.env").read_bytes()
     with structlog.testing.capture_logs() as logs:
-        await h.publish(param("/app/db-url", "two", version=2), param("/app/db_url", SECRET))
+        await h.publish(
+            parameter("/app/db-url", "two", version=2), parameter("/app/db_url", SECRET)
+        )
     assert (h.dir / "app.env").read_bytes() == before
     assert (h.dir / "db-url").read_bytes() == b"two"
     assert h.errors("bundle") == 1
@@ -314,11 +283,11 @@ async def test_bundle_clash_keeps_the_previous_bundle_and_writes_the_rest(tmp_pa
 
 async def test_failing_template_keeps_previous_output_and_is_counted(tmp_path: Path) -> None:
     (tmp_path / "t.j2").write_text('url={{ params["db/url"] }} flag={{ params.flag }}\n')
-    h = Harness(tmp_path / "p", template=[{"source": tmp_path / "t.j2", "path": "app.conf"}])
-    await h.publish(param("/app/db/url", "one"), param("/app/flag", "on"), first=True)
+    h = FilesHarness(tmp_path / "p", template=[{"source": tmp_path / "t.j2", "path": "app.conf"}])
+    await h.publish(parameter("/app/db/url", "one"), parameter("/app/flag", "on"), first=True)
     assert (h.dir / "app.conf").read_bytes() == b"url=one flag=on\n"
     with structlog.testing.capture_logs() as logs:
-        await h.publish(param("/app/db/url", SECRET, version=2))
+        await h.publish(parameter("/app/db/url", SECRET, version=2))
     assert (h.dir / "app.conf").read_bytes() == b"url=one flag=on\n"
     assert (h.dir / "db" / "url").read_bytes() == SECRET.encode()
     assert not os.path.lexists(h.dir / "flag")
@@ -328,60 +297,64 @@ async def test_failing_template_keeps_previous_output_and_is_counted(tmp_path: P
     assert count == 1
     (failed,) = [e for e in logs if e["event"] == "template_failed"]
     assert failed["template"] == "app.conf" and failed["kept"] is True
-    assert "'flag'" in failed["reason"] and "line 1" in failed["reason"]
+    assert failed["reason"] == "UndefinedError at line 1: undefined name, attribute or key"
     assert SECRET not in repr(logs)
     # Fixed: the next change renders it again.
-    await h.publish(param("/app/db/url", "three", version=3), param("/app/flag", "off"))
+    await h.publish(parameter("/app/db/url", "three", version=3), parameter("/app/flag", "off"))
     assert (h.dir / "app.conf").read_bytes() == b"url=three flag=off\n"
 
 
 async def test_failing_template_keeps_the_output_an_earlier_process_wrote(tmp_path: Path) -> None:
     (tmp_path / "t.j2").write_text("{{ params.flag }}")
     tpl = [{"source": tmp_path / "t.j2", "path": "flag.txt"}]
-    await Harness(tmp_path / "p", template=tpl).publish(param("/app/flag", "on"), first=True)
-    restarted = Harness(tmp_path / "p", template=tpl)
-    await restarted.publish(param("/app/other", "x"), first=True)
+    await FilesHarness(tmp_path / "p", template=tpl).publish(
+        parameter("/app/flag", "on"), first=True
+    )
+    restarted = FilesHarness(tmp_path / "p", template=tpl)
+    await restarted.publish(parameter("/app/other", "x"), first=True)
     assert (restarted.dir / "flag.txt").read_bytes() == b"on"
 
 
 async def test_failing_template_without_previous_output_writes_the_rest(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "p", template=[{"source": tmp_path / "absent.j2", "path": "a.conf"}])
-    await h.publish(param("/app/k", "v"), first=True)
+    h = FilesHarness(
+        tmp_path / "p", template=[{"source": tmp_path / "absent.j2", "path": "a.conf"}]
+    )
+    await h.publish(parameter("/app/k", "v"), first=True)
     assert not os.path.lexists(h.dir / "a.conf")
     assert (h.dir / "k").read_bytes() == b"v"
     assert any("template a.conf" in p for p in h.output.problems)
 
 
-async def test_a_failed_swap_keeps_the_previous_set_and_leaves_no_debris(h: Harness) -> None:
-    await h.publish(param("/app/k", "one"), first=True)
+async def test_a_failed_swap_keeps_the_previous_set_and_leaves_no_debris(h: FilesHarness) -> None:
+    await h.publish(parameter("/app/k", "one"), first=True)
     good = h.sets()
     (h.dir / "..data_tmp").mkdir()  # in the way of the swap: a real fault, no mocks
     with structlog.testing.capture_logs() as logs, pytest.raises(NotDelivered):
-        await h.publish(param("/app/k", "two", version=2))
+        await h.publish(parameter("/app/k", "two", version=2))
     assert (h.dir / "k").read_bytes() == b"one"
     assert h.sets() == good
     assert h.errors("write") == 1
     assert any(e["event"] == "files_write_failed" for e in logs)
     assert h.output.problems and "set not written" in h.output.problems[-1]
     (h.dir / "..data_tmp").rmdir()
-    await h.publish(param("/app/k", "three", version=3))
+    await h.publish(parameter("/app/k", "three", version=3))
     assert (h.dir / "k").read_bytes() == b"three"
 
 
 async def test_an_unwritable_dir_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    h = Harness(tmp_path / "file" / "params")
+    h = FilesHarness(tmp_path / "file" / "params")
     with pytest.raises(NotDelivered):  # the chain holds the tellers back and retries
-        await h.publish(param("/app/k", "v"), first=True)
+        await h.publish(parameter("/app/k", "v"), first=True)
     assert h.errors("write") == 1
     assert "set not written" in h.output.problems[0]
     assert not (tmp_path / "file").is_dir()
 
 
-async def test_a_foreign_entry_blocking_a_link_is_kept_and_reported(h: Harness) -> None:
+async def test_a_foreign_entry_blocking_a_link_is_kept_and_reported(h: FilesHarness) -> None:
     h.dir.mkdir()
     (h.dir / "k").write_text("someone else's file")
-    await h.publish(param("/app/k", "v"), param("/app/other", "o"), first=True)
+    await h.publish(parameter("/app/k", "v"), parameter("/app/other", "o"), first=True)
     assert (h.dir / "k").read_text() == "someone else's file"
     assert (h.dir / "..data" / "k").read_bytes() == b"v"
     assert (h.dir / "other").read_bytes() == b"o"
@@ -389,7 +362,7 @@ async def test_a_foreign_entry_blocking_a_link_is_kept_and_reported(h: Harness) 
 
 
 async def test_debris_of_a_crash_is_cleaned_and_foreign_dot_dot_names_are_not(
-    h: Harness,
+    h: FilesHarness,
 ) -> None:
     h.dir.mkdir()
     stale = h.dir / "..2020_01_01_00_00_00.000000001"
@@ -398,6 +371,6 @@ async def test_debris_of_a_crash_is_cleaned_and_foreign_dot_dot_names_are_not(
     (stale / "sub").chmod(0o500)
     os.symlink("..2020_01_01_00_00_00.000000001", h.dir / "..data_tmp")
     (h.dir / "..keep-me").mkdir()
-    await h.publish(param("/app/k", "v"), first=True)
+    await h.publish(parameter("/app/k", "v"), first=True)
     assert not stale.exists() and not os.path.lexists(h.dir / "..data_tmp")
     assert (h.dir / "..keep-me").is_dir()

@@ -18,7 +18,15 @@ PACKAGE = ROOT / "agent"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("agent.durations", "agent.keys", "agent.snapshot", "agent.results"),
-    ("agent.config", "agent.logs", "agent.metrics", "agent.children", "agent.state"),
+    (
+        "agent.config",
+        "agent.logs",
+        "agent.metrics",
+        "agent.children",
+        "agent.state",
+        "agent.tasks",
+        "agent.removals",
+    ),
     ("agent.sources", "agent.outputs"),
     ("agent.refresher", "agent.reload", "agent.supervisor"),
     ("agent.app", "agent.fleet"),

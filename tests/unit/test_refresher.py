@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 
@@ -15,12 +14,7 @@ from agent.results import CycleResult, ParameterError, SourceError
 from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import LoadResult
 from agent.state import AgentState
-
-T = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def p(name: str, version: int = 1, key: str | None = None) -> Parameter:
-    return Parameter(name, key or name.strip("/"), "String", f"val-{name}-{version}", version, T)
+from tests.support.builders import parameter
 
 
 class ScriptedSource:
@@ -58,21 +52,23 @@ def loaded(*params: Parameter, errors: tuple[ParameterError, ...] = ()) -> Calla
 
 async def test_first_complete_load_publishes_first_then_only_changes() -> None:
     r, source, published = make()
-    source.next = loaded(p("/a"), p("/b"))
+    source.next = loaded(parameter("/a"), parameter("/b"))
     await r.cycle()
     assert r.state.ready and published[-1][1] is True
     await r.cycle()
     assert len(published) == 1  # nothing changed: nothing published
-    source.next = loaded(p("/a", 2), p("/b"))
+    source.next = loaded(parameter("/a", version=2), parameter("/b"))
     await r.cycle()
     assert [c.name for c in published[-1][0].updated] == ["/a"] and published[-1][1] is False
 
 
 async def test_failed_parameter_keeps_last_good_value() -> None:
     r, source, _ = make()
-    source.next = loaded(p("/a"), p("/b"))
+    source.next = loaded(parameter("/a"), parameter("/b"))
     await r.cycle()
-    source.next = loaded(p("/a", 2), errors=(ParameterError("/b", "AccessDeniedException", "no"),))
+    source.next = loaded(
+        parameter("/a", version=2), errors=(ParameterError("/b", "AccessDeniedException", "no"),)
+    )
     result = await r.cycle()
     assert result.complete
     b = r.state.snapshot.get("/b")
@@ -82,10 +78,11 @@ async def test_failed_parameter_keeps_last_good_value() -> None:
 
 async def test_failed_path_keeps_everything_under_it() -> None:
     r, source, _ = make()
-    source.next = loaded(p("/x/a"), p("/x/b"), p("/y"))
+    source.next = loaded(parameter("/x/a"), parameter("/x/b"), parameter("/y"))
     await r.cycle()
     source.next = loaded(
-        p("/y", 2), errors=(ParameterError("/x", "AccessDeniedException", "no", is_path=True),)
+        parameter("/y", version=2),
+        errors=(ParameterError("/x", "AccessDeniedException", "no", is_path=True),),
     )
     await r.cycle()
     assert sorted(r.state.snapshot.parameters) == ["/x/a", "/x/b", "/y"]
@@ -93,7 +90,7 @@ async def test_failed_path_keeps_everything_under_it() -> None:
 
 async def test_source_failure_keeps_snapshot_and_counts_failures() -> None:
     r, source, _ = make()
-    source.next = loaded(p("/a"))
+    source.next = loaded(parameter("/a"))
     await r.cycle()
     before = r.state.snapshot
 
@@ -109,20 +106,22 @@ async def test_source_failure_keeps_snapshot_and_counts_failures() -> None:
 
 async def test_missing_required_blocks_readiness_but_not_optional() -> None:
     r, source, published = make()
-    source.next = loaded(p("/a"), errors=(ParameterError("/need", "ParameterNotFound", "x"),))
+    source.next = loaded(
+        parameter("/a"), errors=(ParameterError("/need", "ParameterNotFound", "x"),)
+    )
     result = await r.cycle()
     assert not result.complete and not r.state.ready and published == []
     source.next = loaded(
-        p("/a"), errors=(ParameterError("/opt", "ParameterNotFound", "x", required=False),)
+        parameter("/a"), errors=(ParameterError("/opt", "ParameterNotFound", "x", required=False),)
     )
     assert (await r.cycle()).complete and r.state.ready
 
 
 async def test_key_collision_keeps_the_served_one() -> None:
     r, source, _ = make()
-    source.next = loaded(p("/a/db", key="db"))
+    source.next = loaded(parameter("/a/db", key="db"))
     await r.cycle()
-    source.next = loaded(p("/a/db", key="db"), p("/b/db", key="db"))
+    source.next = loaded(parameter("/a/db", key="db"), parameter("/b/db", key="db"))
     result = await r.cycle()
     assert list(r.state.snapshot.parameters) == ["/a/db"]
     assert [(e.subject, e.code) for e in result.errors] == [("/b/db", "KeyCollision")]

@@ -18,28 +18,16 @@ from agent.config import load_config
 from agent.outputs.notify.output import NotifyOutput
 from agent.reload import config_changes, plan_reload, read_config
 from agent.snapshot import Snapshot
-from tests.support.child_apps import (
-    HUP_READER,
-    read_lines,
-    stop_app,
-    write_app,
-    write_atomic,
-    write_config,
-)
+from tests.support.builders import agent_config, write_atomic, write_config
+from tests.support.child_apps import HUP_READER, read_lines, stop_app, write_app
 from tests.support.moto import free_port
 from tests.support.waiting import async_wait_until
 
 
 def _config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     write_atomic(tmp_path / "values.toml", '"/app/a" = "alpha-value"\n"/other/b" = "beta-value"\n')
-    return {
-        "source": {"type": "file", "path": "values.toml"},
-        "parameters": [{"path": "/app"}],
-        "refresh": {"interval": "30s", "jitter": 0.0},
-        "http": {"enabled": False},
-        "files": {"dir": "params"},
-        **extra,
-    }
+    sections = {"refresh": {"interval": "30s", "jitter": 0.0}, "files": {"dir": "params"}}
+    return agent_config(**{**sections, **extra})
 
 
 def test_plan_names_each_changed_section(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ exactly; failures keep the previous bytes and never show a value."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -13,9 +12,9 @@ from agent.config import FilesConfig
 from agent.metrics import Metrics
 from agent.outputs.files.output import FilesOutput
 from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
-from agent.snapshot import Parameter, Secret, Snapshot
+from agent.snapshot import Secret, Snapshot
+from tests.support.builders import parameter, secret, snapshot
 
-T = datetime(2026, 1, 1, tzinfo=UTC)
 FIELDS = {
     "username": "app_user",
     "password": 'p@ss "w0rd" $HOME\\n=x\nline2',
@@ -26,13 +25,11 @@ FIELDS = {
 PASSWORD = str(FIELDS["password"])
 
 
+FLAG = parameter("/app/flag", "on")
+
+
 def db_secret(fields: dict[str, object] = FIELDS, version: str = "v1") -> Secret:
-    return Secret("prod/db", "db", "arn:prod/db", version, ("AWSCURRENT",), T, json.dumps(fields))
-
-
-def snapshot(*secrets: Secret, generation: int = 1) -> Snapshot:
-    flag = Parameter("/app/flag", "flag", "String", "on", 1, T)
-    return Snapshot.build({flag.name: flag}, generation, {s.ident: s for s in secrets})
+    return secret("prod/db", json.dumps(fields), key="db", version_id=version)
 
 
 TEMPLATE = (
@@ -64,7 +61,7 @@ def files(tmp_path: Path, **extra: object) -> FilesOutput:
 
 async def test_template_and_bundles_from_json_fields(tmp_path: Path) -> None:
     out = files(tmp_path)
-    snap = snapshot(db_secret())
+    snap = snapshot(FLAG, db_secret())
     await out.publish(snap, Snapshot().diff(snap), True)
     run = tmp_path / "run"
     assert (run / "app.conf").read_text() == (
@@ -93,16 +90,16 @@ async def test_a_rotation_rewrites_and_a_broken_secret_keeps_the_last_files(
     tmp_path: Path,
 ) -> None:
     out = files(tmp_path)
-    first = snapshot(db_secret())
+    first = snapshot(FLAG, db_secret())
     await out.publish(first, Snapshot().diff(first), True)
-    rotated = snapshot(db_secret({**FIELDS, "password": "rotated-pw"}, "v2"), generation=2)
+    rotated = snapshot(FLAG, db_secret({**FIELDS, "password": "rotated-pw"}, "v2"), generation=2)
     await out.publish(rotated, first.diff(rotated), False)
     run = tmp_path / "run"
     assert dotenv_values(run / "db.env", interpolate=False)["PASSWORD"] == "rotated-pw"
     assert "rotated-pw" in (run / "app.conf").read_text()
 
-    broken = Secret("prod/db", "db", "arn:prod/db", "v3", ("AWSCURRENT",), T, "not json")
-    third = snapshot(broken, generation=3)
+    broken = secret("prod/db", "not json", key="db", version_id="v3")
+    third = snapshot(FLAG, broken, generation=3)
     await out.publish(third, rotated.diff(third), False)
     assert dotenv_values(run / "db.env", interpolate=False)["PASSWORD"] == "rotated-pw"
     assert (run / "db").read_text() == "not json"
@@ -113,18 +110,18 @@ async def test_a_rotation_rewrites_and_a_broken_secret_keeps_the_last_files(
 def test_a_missing_field_is_named_without_values(tmp_path: Path) -> None:
     source = tmp_path / "t.j2"
     source.write_text("{{ secrets.db.passwrd }}")
-    context = template_context(snapshot(db_secret()))
+    context = template_context(snapshot(FLAG, db_secret()))
     try:
         TemplateRenderer(source).render(context)
     except TemplateError as exc:
-        assert "passwrd" in str(exc) and PASSWORD not in str(exc)
+        assert "UndefinedError at line 1" in str(exc) and PASSWORD not in str(exc)
     else:
         raise AssertionError("rendered an undefined field")
 
 
 def test_secrets_in_params_and_env_under_their_keys() -> None:
-    context = template_context(snapshot(db_secret()))
+    context = template_context(snapshot(FLAG, db_secret()))
     assert context["params"]["db"] == json.dumps(FIELDS)
     assert context["env"]["DB"] == json.dumps(FIELDS)
-    plain = Secret("k", "api_key", "arn:k", "v", ("AWSCURRENT",), T, "plain-value")
-    assert template_context(snapshot(plain))["secrets"] == {"api_key": "plain-value"}
+    plain = secret("k", "plain-value", key="api_key", version_id="v")
+    assert template_context(snapshot(FLAG, plain))["secrets"] == {"api_key": "plain-value"}

@@ -19,8 +19,9 @@ from agent.outputs.http.routes import aws_sdk
 from agent.outputs.http.secretsmanager_protocol import answer, render_value
 from agent.outputs.http.server import HttpServer
 from agent.results import CycleResult
-from agent.snapshot import Change, Parameter, Secret, Snapshot
+from agent.snapshot import Change, Parameter, Secret
 from agent.state import AgentState
+from tests.support.builders import snapshot
 from tests.support.moto import free_port
 
 T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -43,11 +44,7 @@ def secret(name: str, value: str = VALUE, **kw: Any) -> Secret:
     )
 
 
-def snap(*secrets: Secret) -> Snapshot:
-    return Snapshot.build({}, 1, {s.ident: s for s in secrets})
-
-
-SNAP = snap(
+SNAP = snapshot(
     secret("prod/db"),
     secret("prod/api", tags=[{"Key": "team", "Value": "core"}]),
     secret("dev/db", "dev"),

@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 
 from agent.results import ParameterError
-from agent.snapshot import Secret, Snapshot, find_secret, select_version
+from agent.snapshot import Secret, find_secret, select_version
+from tests.support.builders import snapshot
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf"
@@ -24,19 +25,15 @@ def secret(
     return Secret(name, name, ARN, version, stages, T, value, binary, selector=selector)
 
 
-def snap(*secrets: Secret) -> Snapshot:
-    return Snapshot.build({}, 1, {s.ident: s for s in secrets})
-
-
 def test_repr_never_shows_values() -> None:
     s = secret(binary=b"raw-bytes-secret", value=None)
     assert "raw-bytes-secret" not in repr(s) and "hunter2" not in repr(secret())
-    assert "hunter2" not in repr(snap(secret()))
+    assert "hunter2" not in repr(snapshot(secret()))
 
 
 def test_diff_by_version_id() -> None:
-    old = snap(secret("v1"), secret("p1", name="prod/api"))
-    new = snap(secret("v2"), secret("n1", name="prod/new"))
+    old = snapshot(secret("v1"), secret("p1", name="prod/api"))
+    new = snapshot(secret("v2"), secret("n1", name="prod/new"))
     change = old.diff(new)
     assert [(c.kind, c.name, c.old_version_id, c.new_version_id) for c in change.secrets] == [
         ("updated", "prod/db", "v1", "v2"),
@@ -49,17 +46,17 @@ def test_diff_by_version_id() -> None:
         "old_version_id": "v1",
         "new_version_id": "v2",
     }
-    assert not snap(secret()).diff(snap(secret()))
-    assert "secrets" not in snap(secret()).diff(snap(secret())).summary()
+    assert not snapshot(secret()).diff(snapshot(secret()))
+    assert "secrets" not in snapshot(secret()).diff(snapshot(secret())).summary()
 
 
 def test_parameters_count_and_iteration_leave_secrets_out() -> None:
-    s = snap(secret())
+    s = snapshot(secret())
     assert len(s) == 0 and list(s) == [] and s.values_by_key() == {"prod/db": "hunter2-secret"}
 
 
 def test_find_by_name_full_and_partial_arn() -> None:
-    s = snap(secret(), secret("p", stages=("AWSPREVIOUS",), selector="stage:AWSPREVIOUS"))
+    s = snapshot(secret(), secret("p", stages=("AWSPREVIOUS",), selector="stage:AWSPREVIOUS"))
     assert len(find_secret(s, "prod/db")) == 2
     assert len(find_secret(s, ARN)) == 2
     assert len(find_secret(s, ARN[:-7])) == 2

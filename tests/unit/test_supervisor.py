@@ -1,23 +1,21 @@
-"""Exec mode pieces with real child processes: Child, the Supervisor, and the zombie reaper."""
+"""Exec mode's Supervisor with real child processes: started on the first complete load,
+restarted or signalled on a change, its exit code the agent's."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 
-from agent.children import MANAGED, Child, exit_code, reap_orphans
 from agent.config import ExecConfig
 from agent.metrics import Metrics
-from agent.snapshot import Change, Parameter, Snapshot
+from agent.snapshot import Change
 from agent.supervisor import EXIT_ENV_ERROR, EXIT_NOT_FOUND, Supervisor, child_environment
+from tests.support.builders import values_snapshot
 from tests.support.child_apps import (
     ENV_REPORTER,
     SIGNAL_RECORDER,
@@ -25,50 +23,10 @@ from tests.support.child_apps import (
     read_lines,
     write_app,
 )
-from tests.support.waiting import async_wait_until, wait_until
+from tests.support.waiting import async_wait_until
 
 SECRET_V1 = "first-secret-value"
 SECRET_V2 = "second-secret-value"
-
-
-def _snapshot(values: dict[str, str], generation: int = 1) -> Snapshot:
-    params = {
-        f"/app/{key}": Parameter(
-            f"/app/{key}", key, "SecureString", value, generation, datetime.now(UTC)
-        )
-        for key, value in values.items()
-    }
-    return Snapshot.build(params, generation)
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return None
-
-
-async def test_child_return_codes_map_to_shell_exit_codes() -> None:
-    ok = Child.spawn(["sh", "-c", "exit 3"])
-    assert await ok.wait() == 3
-    killed = Child.spawn(["sleep", "30"])
-    assert killed.send_signal(signal.SIGTERM)
-    returncode = await killed.wait()
-    assert returncode == -signal.SIGTERM
-    assert exit_code(returncode) == 143
-    assert not killed.send_signal(signal.SIGTERM), "a reaped child is not signalled"
-    assert killed.pid not in MANAGED
-
-
-async def test_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
-    ready = tmp_path / "trapped"
-    child = Child.spawn(["sh", "-c", f"trap '' TERM; : > {ready}; while :; do sleep 0.05; done"])
-    await async_wait_until(ready.exists, 10, what="trap installed")
-    started = time.monotonic()
-    returncode, killed = await child.stop(0.5)
-    elapsed = time.monotonic() - started
-    assert killed and returncode == -signal.SIGKILL
-    assert 0.5 <= elapsed < 3
 
 
 async def test_supervisor_starts_the_child_on_the_first_load_with_the_values_in_env(
@@ -82,16 +40,18 @@ async def test_supervisor_starts_the_child_on_the_first_load_with_the_values_in_
         Metrics(),
     )
     await sup.start()
-    await sup.publish(_snapshot({"db/password": SECRET_V1}), Change(), False)
+    await sup.publish(values_snapshot({"db/password": SECRET_V1}), Change(), False)
     assert sup.child is None, "only the first complete load starts the child"
     with capture_logs() as logs:
-        await sup.publish(_snapshot({"db/password": SECRET_V1}), Change(), True)
+        await sup.publish(values_snapshot({"db/password": SECRET_V1}), Change(), True)
         assert sup.child is not None
         first = sup.child.pid
         await async_wait_until(lambda: f"env {first} {SECRET_V1}" in read_lines(log), 10)
-        await sup.publish(_snapshot({"db/password": SECRET_V1}), Change(), True)
+        await sup.publish(values_snapshot({"db/password": SECRET_V1}), Change(), True)
         assert sup.child.pid == first, "a second first-load publish starts nothing"
-        delivery = await sup.notify(signal.SIGHUP, _snapshot({"db/password": SECRET_V2}, 2))
+        delivery = await sup.notify(
+            signal.SIGHUP, values_snapshot({"db/password": SECRET_V2}, generation=2)
+        )
         assert delivery.outcome == "restart"
         second = sup.child.pid
         assert second != first
@@ -114,13 +74,13 @@ async def test_restart_kills_a_child_that_ignores_sigterm_after_stop_timeout(
         Metrics(),
     )
     await sup.start()
-    await sup.publish(_snapshot({"token": "v1-token"}), Change(), True)
+    await sup.publish(values_snapshot({"token": "v1-token"}), Change(), True)
     assert sup.child is not None
     first = sup.child.pid
     await async_wait_until(lambda: f"env {first} v1-token" in read_lines(log), 10)
     started = time.monotonic()
     with capture_logs() as logs:
-        await sup.notify(signal.SIGHUP, _snapshot({"token": "v2-token"}, 2))
+        await sup.notify(signal.SIGHUP, values_snapshot({"token": "v2-token"}, generation=2))
     elapsed = time.monotonic() - started
     assert f"SIGTERM {first}" in read_lines(log), "SIGTERM came first"
     assert any(e["event"] == "child_killed" and e["pid"] == first for e in logs)
@@ -138,14 +98,18 @@ async def test_signal_mode_sends_the_notify_signal_and_none_mode_sends_nothing(
     app = write_app(tmp_path, SIGNAL_RECORDER)
     sup = Supervisor([sys.executable, str(app), str(log)], ExecConfig(), Metrics())
     await sup.start()
-    await sup.publish(_snapshot({"a": "1"}), Change(), True)
+    await sup.publish(values_snapshot({"a": "1"}), Change(), True)
     assert sup.child is not None
     pid = sup.child.pid
     await async_wait_until(lambda: f"ready {pid}" in read_lines(log), 10)
-    assert (await sup.notify(signal.SIGUSR1, _snapshot({"a": "2"}, 2))).outcome == "sent"
+    assert (
+        await sup.notify(signal.SIGUSR1, values_snapshot({"a": "2"}, generation=2))
+    ).outcome == "sent"
     await async_wait_until(lambda: "SIGUSR1 1" in read_lines(log), 10)
     sup.cfg = ExecConfig(on_change="none")
-    assert (await sup.notify(signal.SIGUSR1, _snapshot({"a": "3"}, 3))).outcome == "none"
+    assert (
+        await sup.notify(signal.SIGUSR1, values_snapshot({"a": "3"}, generation=3))
+    ).outcome == "none"
     sup.forward(signal.SIGUSR2)  # a marker: anything sent before it arrived before it
     await async_wait_until(lambda: "SIGUSR2 1" in read_lines(log), 10)
     assert count_prefix(log, "SIGUSR1") == 1
@@ -160,13 +124,13 @@ async def test_child_exit_code_is_the_supervisors_and_killed_by_signal_is_128_pl
 ) -> None:
     sup = Supervisor(["sh", "-c", "exit 42"], ExecConfig(), Metrics())
     await sup.start()
-    await sup.publish(_snapshot({"a": "1"}), Change(), True)
+    await sup.publish(values_snapshot({"a": "1"}), Change(), True)
     assert await asyncio.wait_for(sup.wait(), 10) == 42
     await sup.stop()
 
     sup = Supervisor(["sleep", "30"], ExecConfig(), Metrics())
     await sup.start()
-    await sup.publish(_snapshot({"a": "1"}), Change(), True)
+    await sup.publish(values_snapshot({"a": "1"}), Change(), True)
     assert sup.child is not None
     sup.forward(signal.SIGINT)
     assert await asyncio.wait_for(sup.wait(), 10) == 128 + signal.SIGINT
@@ -180,7 +144,7 @@ async def test_a_terminating_signal_before_the_first_load_means_no_child() -> No
     assert not sup._exit_future().done()
     sup.forward(signal.SIGTERM)
     assert await asyncio.wait_for(sup.wait(), 1) == 143
-    await sup.publish(_snapshot({"a": "1"}), Change(), True)
+    await sup.publish(values_snapshot({"a": "1"}), Change(), True)
     assert sup.child is None
     await sup.stop()
 
@@ -189,7 +153,7 @@ async def test_env_names_that_collide_stop_the_start_with_a_clear_error() -> Non
     sup = Supervisor(["sleep", "30"], ExecConfig(on_change="restart", env=True), Metrics())
     await sup.start()
     with capture_logs() as logs:
-        await sup.publish(_snapshot({"db/url": "x-one", "db_url": "x-two"}), Change(), True)
+        await sup.publish(values_snapshot({"db/url": "x-one", "db_url": "x-two"}), Change(), True)
     assert sup.child is None
     assert await asyncio.wait_for(sup.wait(), 1) == EXIT_ENV_ERROR
     (event,) = [e for e in logs if e["event"] == "child_env_invalid"]
@@ -200,41 +164,12 @@ async def test_env_names_that_collide_stop_the_start_with_a_clear_error() -> Non
 async def test_a_command_that_does_not_exist_exits_127() -> None:
     sup = Supervisor(["/nonexistent/app"], ExecConfig(), Metrics())
     await sup.start()
-    await sup.publish(_snapshot({"a": "1"}), Change(), True)
+    await sup.publish(values_snapshot({"a": "1"}), Change(), True)
     assert await asyncio.wait_for(sup.wait(), 1) == EXIT_NOT_FOUND
 
 
 def test_child_environment_normalizes_names_and_keeps_the_rest() -> None:
     env = child_environment(
-        _snapshot({"db/url": "u", "api-key.v2": "k"}), base={"PATH": "/bin", "DB_URL": "old"}
+        values_snapshot({"db/url": "u", "api-key.v2": "k"}), base={"PATH": "/bin", "DB_URL": "old"}
     )
     assert env == {"PATH": "/bin", "DB_URL": "u", "API_KEY_V2": "k"}
-
-
-async def test_reaper_collects_orphans_but_never_a_managed_child() -> None:
-    # Not started through Child: stands in for an orphan re-parented to a PID-1 agent.
-    orphan = subprocess.Popen(["true"])
-    managed = Child.spawn(["true"])
-    # Blocking waits on purpose: the loop must not run the managed child's own waiter yet.
-    wait_until(lambda: _state(orphan.pid) == "Z" and _state(managed.pid) == "Z", 10)
-    reaped = reap_orphans()
-    assert orphan.pid in reaped
-    assert managed.pid not in reaped
-    assert _state(orphan.pid) is None
-    assert await asyncio.wait_for(managed.wait(), 5) == 0
-    orphan.returncode = 0  # reaped above; keep Popen from waiting on it again
-
-
-async def test_children_never_inherit_the_agents_systemd_notify_variables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
-    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
-    monkeypatch.setenv("KEEP_ME", "yes")
-    out = tmp_path / "env.txt"
-    code = "import os,sys; open(sys.argv[1],'w').write(' '.join(sorted(os.environ)))"
-    child = Child.spawn([sys.executable, "-c", code, str(out)])
-    assert await child.wait() == 0
-    names = out.read_text().split()
-    assert "KEEP_ME" in names
-    assert "NOTIFY_SOCKET" not in names and "WATCHDOG_USEC" not in names

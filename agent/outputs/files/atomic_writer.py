@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.keys import path_problem as path_problem  # re-exported: older importers
 from agent.outputs.files.directory import (
     DIR_FLAGS,
     DirOwner,
@@ -37,45 +38,11 @@ from agent.outputs.files.directory import (
 DATA = "..data"
 DATA_TMP = "..data_tmp"
 LINK_TMP = "..link_tmp"
-NAME_MAX = 255
-# Well under the kernel's 4096, leaving room for files.dir and the set's own name.
-PATH_MAX = 2048
 _SET_NAME = re.compile(r"\.\.\d{4}(_\d\d){5}\.\d{9}")
 
 
 class UnsafePathError(ValueError):
     """A relative path the writer refuses: it could escape the directory or clash with ours."""
-
-
-def path_problem(path: str) -> str | None:
-    """Why `path` may not be written under the directory, or None when it is safe.
-
-    Safe means: relative, segments that are neither empty nor `.`/`..`, no NUL, encodable, and a
-    first segment that does not start with `..` (those names belong to the writer).
-    """
-    if not path:
-        return "is empty"
-    if "\x00" in path:
-        return "contains a NUL character"
-    if path.startswith("/"):
-        return "is an absolute path"
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    if len(path.encode("utf-8")) > PATH_MAX:
-        return f"is longer than {PATH_MAX} bytes"
-    segments = path.split("/")
-    for segment in segments:
-        if segment == "":
-            return "has an empty path segment"
-        if segment in (".", ".."):
-            return f"has a {segment!r} path segment"
-        if len(segment.encode("utf-8")) > NAME_MAX:
-            return f"has a path segment longer than {NAME_MAX} bytes"
-    if segments[0].startswith(".."):
-        return "starts with '..' (reserved for the writer's own entries)"
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from agent.outputs.base import NotDelivered
 from agent.outputs.files.atomic_writer import AtomicWriter, Ownership, UnsafePathError, path_problem
 from agent.outputs.files.bundles import render_bundle
 from agent.outputs.files.directory import UnsafeDirectoryError
+from agent.outputs.files.sandbox import RenderLimits
 from agent.outputs.files.templates import TemplateError, TemplateRenderer, template_context
 from agent.snapshot import Change, Snapshot
 from agent.state import FilesStatus
@@ -79,7 +80,8 @@ class FilesOutput:
         #: The last write, for /healthz (the agent puts this object into AgentState).
         self.status = status if status is not None else FilesStatus(str(cfg.dir))
         self.writer = AtomicWriter(cfg.dir, Ownership(cfg.mode, cfg.dir_mode, cfg.uid, cfg.gid))
-        self._renderers = [TemplateRenderer(t.source) for t in cfg.template]
+        limits = RenderLimits(cfg.template_timeout, cfg.template_max_bytes)
+        self._renderers = [TemplateRenderer(t.source, limits) for t in cfg.template]
         self._lock = asyncio.Lock()
         # The set this output last swapped in, to skip rewriting an identical one.
         self._written: dict[str, bytes] | None = None
@@ -131,8 +133,9 @@ class FilesOutput:
         return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
     async def stop(self) -> None:
-        # The files stay: the application may still be reading them.
-        return None
+        # The files stay: the application may still be reading them. A render under way ends now.
+        for renderer in self._renderers:
+            renderer.cancel()
 
     async def remove_files(self) -> None:
         """Remove what this output wrote ([files] removed by a reload, or files.dir moved), and

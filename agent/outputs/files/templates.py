@@ -1,19 +1,21 @@
-"""Templates: jinja2 in an immutable sandbox, undefined names are errors, no autoescaping.
+"""Templates: jinja2 in an immutable sandbox with limits (see sandbox.py), undefined names are
+errors, no autoescaping.
 
 The source is read again at every render (jinja's cache is off), so an edited template applies
 at the next write of the set. Includes and imports are resolved next to the source file only.
 
-Error messages never hold a value: a failed render is reported as the exception type, the line
-in the template, and only those parts of the message that the template spells itself (see
-`safe_message`), so `params[params.x]` cannot echo the value of x as an "undefined name".
+A render stops at `files.template_timeout`, at `files.template_max_bytes` of output (or of any
+value on the way), or at once when the renderer is cancelled (the agent stopping).
+
+Error messages never hold a value: a failed render is reported as the exception's type, the line
+in the template, and a fixed description chosen by that type. The exception's own text is never
+used, since it may quote anything the template computed.
 """
 
 from __future__ import annotations
 
-import ast
-import builtins
-import re
-from collections.abc import Collection, Mapping
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,24 +25,34 @@ from jinja2 import (
     StrictUndefined,
     Template,
     TemplateNotFound,
+    TemplateRuntimeError,
     TemplateSyntaxError,
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.keys import env_name
+from agent.outputs.files.sandbox import GuardedEnvironment, RenderLimitError, RenderLimits
 from agent.snapshot import Snapshot
 
-_QUOTED = re.compile(r"'([^']*)'")
-_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]* object")
-# The shapes of jinja's undefined messages; the name is a Python repr.
-_UNDEFINED = (
-    re.compile(r"(?P<name>'.*'|\".*\") is undefined", re.DOTALL),
-    re.compile(r"'[\w.]+ object' has no attribute (?P<name>'.*'|\".*\")", re.DOTALL),
-    re.compile(r"[\w.]+ object has no element (?P<name>.+)", re.DOTALL),
+__all__ = ["RenderLimits", "TemplateError", "TemplateRenderer", "template_context"]
+
+# (exception type, what is said about it), most specific first.
+_DESCRIPTIONS: tuple[tuple[type[BaseException], str], ...] = (
+    (UndefinedError, "undefined name, attribute or key"),
+    (SecurityError, "not allowed in the sandbox"),
+    (TemplateNotFound, "an included or imported template was not found"),
+    (TemplateRuntimeError, "the template could not go on"),
+    (ZeroDivisionError, "division by zero"),
+    (OverflowError, "a number out of range"),
+    (RecursionError, "recursion too deep"),
+    (MemoryError, "out of memory"),
+    (TypeError, "an operation got a value of the wrong type"),
+    (LookupError, "a key or index that is not there"),
+    (ValueError, "an operation got an unusable value"),
+    (AttributeError, "an attribute that is not there"),
+    (ArithmeticError, "an arithmetic error"),
 )
-_MIN_CUT = 3
 
 
 class TemplateError(Exception):
@@ -80,91 +92,32 @@ def _template_line(tb: TracebackType | None, filename: str) -> int | None:
     return line
 
 
-def _is_template_word(token: str, source_text: str, values: Collection[str]) -> bool:
-    """A name the template spells itself (and not a current value): safe to show."""
-    if not token or token in values:
-        return False
-    return re.search(r"(?<![\w])" + re.escape(token) + r"(?![\w])", source_text) is not None
-
-
-def _is_type_name(quoted: str) -> bool:
-    """'str object', 'int', 'NoneType': how Python and jinja name types in their messages."""
-    if _TYPE_NAME.fullmatch(quoted):
-        return True
-    return quoted == "NoneType" or isinstance(getattr(builtins, quoted, None), type)
-
-
-def _undefined_message(text: str, source_text: str, values: Collection[str]) -> str:
-    """jinja's UndefinedError text, its name elided unless the template spells it."""
-    match = next((m for m in (r.fullmatch(text) for r in _UNDEFINED) if m is not None), None)
-    if match is None:
-        return "a value is undefined"
-    try:
-        name = ast.literal_eval(match.group("name"))
-    except (ValueError, SyntaxError):
-        name = None
-    if isinstance(name, int) or (
-        isinstance(name, str) and _is_template_word(name, source_text, values)
-    ):
-        return text
-    return text[: match.start("name")] + "'…'" + text[match.end("name") :]
-
-
-def safe_message(exc: BaseException, source_text: str, values: Collection[str]) -> str:
-    """The exception's message with nothing in it that could be a value.
-
-    Undefined names and missing includes are shown only when the template spells them itself.
-    Sandbox and type errors quote names and types: current values are cut out, then every
-    quoted token that is neither a type name nor a word of the template text becomes '…'.
-    Other messages are withheld.
-    """
-    text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else ""
-    if isinstance(exc, UndefinedError):
-        return _undefined_message(text, source_text, values)
-    if isinstance(exc, TemplateNotFound):
-        name = exc.name if isinstance(exc.name, str) else ""
-        if _is_template_word(name, source_text, values):
-            return f"{name!r} not found"
-        return "an included template was not found"
-    if not isinstance(exc, SecurityError | TypeError):
-        # Free-form messages (KeyError, ValueError, ...) may quote anything: show none of it.
-        return "(message withheld)"
-    for value in sorted(values, key=len, reverse=True):
-        if len(value) >= _MIN_CUT and value in text:
-            text = text.replace(value, "…")
-
-    def keep_or_elide(match: re.Match[str]) -> str:
-        token = match.group(1)
-        if _is_type_name(token) or _is_template_word(token, source_text, values):
-            return match.group(0)
-        return "'…'"
-
-    return _QUOTED.sub(keep_or_elide, text)
-
-
-def _values(context: Mapping[str, Any]) -> set[str]:
-    """Every value a template can reach (a JSON secret's fields too)."""
-    found: set[str] = set()
-    tables = [t for t in context.values() if isinstance(t, Mapping)]
-    while tables:
-        for v in tables.pop().values():
-            if isinstance(v, str):
-                found.add(v)
-            elif isinstance(v, Mapping):
-                tables.append(v)
-    return found
+def describe(exc: BaseException) -> str:
+    """A fixed description of what went wrong: chosen by type, never the exception's text."""
+    for kind, description in _DESCRIPTIONS:
+        if isinstance(exc, kind):
+            return description
+    return "an error"
 
 
 class TemplateRenderer:
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, limits: RenderLimits | None = None) -> None:
         self.source = source
-        self._env = ImmutableSandboxedEnvironment(
+        self.limits = limits or RenderLimits()
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._env = GuardedEnvironment(
+            self.limits,
             loader=FileSystemLoader(str(source.parent)),
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
             cache_size=0,
         )
+
+    def cancel(self) -> None:
+        """End a render in progress at its next step, and every later one at once."""
+        self._cancelled.set()
 
     def compile(self) -> Template:
         """The parsed template; raises TemplateError (missing, unreadable, bad syntax)."""
@@ -181,27 +134,52 @@ class TemplateRenderer:
 
     def render(self, context: Mapping[str, Any]) -> bytes:
         """The rendered bytes (UTF-8); raises TemplateError with a message safe to log."""
-        template = self.compile()
+        with self._lock:  # one render at a time: the budget lives on the environment
+            template = self.compile()
+            budget = self._env.start_render(self._cancelled)
+            try:
+                text = self._generate(template, context, budget.limits.max_bytes)
+            finally:
+                self._env.end_render()
         try:
-            text = template.render(context)
-        except TemplateSyntaxError as exc:  # an included template that does not parse
-            raise TemplateError(
-                f"syntax error in {exc.name or '?'} at line {exc.lineno}: {exc.message}"
-            ) from None
-        except Exception as exc:
-            source_text = self._source_text()
-            line = _template_line(exc.__traceback__, template.filename or "")
-            where = f" at line {line}" if line is not None else ""
-            raise TemplateError(
-                f"{type(exc).__name__}{where}: {safe_message(exc, source_text, _values(context))}"
-            ) from None
-        try:
-            return text.encode("utf-8")
+            data = text.encode("utf-8")
         except UnicodeEncodeError:
             raise TemplateError("output is not valid UTF-8") from None
+        if len(data) > self.limits.max_bytes:
+            raise TemplateError(self._too_large())
+        return data
 
-    def _source_text(self) -> str:
+    def _generate(self, template: Template, context: Mapping[str, Any], max_chars: int) -> str:
+        chunks: list[str] = []
+        size = 0
         try:
-            return self.source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return ""
+            for chunk in template.generate(context):
+                self._env.budget.tick()
+                size += len(chunk)
+                if size > max_chars:
+                    raise TemplateError(self._too_large())
+                chunks.append(chunk)
+        except TemplateError:
+            raise
+        except TemplateSyntaxError as exc:  # an included template that does not parse
+            raise TemplateError(
+                f"syntax error in an included template at line {exc.lineno}: {exc.message}"
+            ) from None
+        except RenderLimitError as exc:
+            raise TemplateError(f"limit reached{self._where(exc, template)}: {exc}") from None
+        except Exception as exc:
+            raise TemplateError(
+                f"{type(exc).__name__}{self._where(exc, template)}: {describe(exc)}"
+            ) from None
+        return "".join(chunks)
+
+    def _too_large(self) -> str:
+        return (
+            "limit reached: output larger than files.template_max_bytes "
+            f"({self.limits.max_bytes} bytes)"
+        )
+
+    @staticmethod
+    def _where(exc: BaseException, template: Template) -> str:
+        line = _template_line(exc.__traceback__, template.filename or "")
+        return f" at line {line}" if line is not None else ""

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
+from agent.outputs.http.limits import LongPolls, TokenBucket
 from agent.outputs.http.ondemand import under_prefixes
 from agent.results import CycleResult
 from agent.snapshot import Parameter
@@ -21,6 +22,11 @@ JSON_TYPE = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Refresh = Callable[[], Awaitable[CycleResult]]
 OnDemand = Callable[[str], Awaitable[Parameter | None]]
+#: For a name, where the config asks for it (`path /app`, `name /app/x`), or None.
+Configured = Callable[[str], str | None]
+#: How much of the last source error a 503 repeats, and how many failing names it lists.
+_REASON_CHARS = 300
+_REASON_NAMES = 5
 
 
 class ApiError(Exception):
@@ -39,6 +45,26 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str) -> web.Response:
     body = json.dumps({"__type": code, "message": message})
     return web.Response(status=status, text=body, content_type=JSON_TYPE)
+
+
+def not_ready_message(state: AgentState) -> str:
+    """Why the agent is not ready: the last source error and the failing names (never a value:
+    sources report names, codes and AWS's messages only)."""
+    message = "the first complete load has not finished yet"
+    if state.last_error is None and not state.parameter_errors:
+        return message + " (the first load is still running)"
+    parts = []
+    if state.last_error is not None:
+        reason = state.last_error
+        if len(reason) > _REASON_CHARS:
+            reason = reason[:_REASON_CHARS] + "..."
+        parts.append(f"last error: {reason}")
+    failing = [e for e in state.parameter_errors if e.required]
+    if failing:
+        listed = ", ".join(f"{e.subject} ({e.code})" for e in failing[:_REASON_NAMES])
+        more = len(failing) - _REASON_NAMES
+        parts.append(f"failing: {listed}" + (f" and {more} more" if more > 0 else ""))
+    return f"{message}; {'; '.join(parts)}" if parts else message
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -65,7 +91,8 @@ class Route:
 
     `label` is the metrics label (the path template, never the raw path). `needs_token` routes
     require the token header; `needs_ready` routes answer 503 NotReady before the first complete
-    load; `capped` routes count against http.max_concurrency.
+    load; `capped` routes count against http.max_concurrency. A `takes_body` route has its body
+    read by the guard (size cap, deadline) before it takes a concurrency slot.
     """
 
     method: str
@@ -75,6 +102,7 @@ class Route:
     needs_ready: bool = True
     capped: bool = True
     label: str = ""
+    takes_body: bool = False
 
 
 @dataclass
@@ -88,6 +116,12 @@ class HttpContext:
     # How often served values may change: the on-demand cache lifetime and the long-poll recheck.
     interval: float
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Fetches `name:selector` (or a pinned name's latest) for a name the agent serves at
+    # another version; None: such requests are not found.
+    on_demand_version: OnDemand | None = None
+    configured: Configured | None = None
+    long_polls: LongPolls = field(default_factory=LongPolls)
+    refresh_limit: TokenBucket | None = None  # POST /v1/refresh cycles; None: unlimited
 
     def on_demand_covers(self, name: str) -> bool:
         return under_prefixes(name, self.on_demand_prefixes)

@@ -1,16 +1,22 @@
-"""Binding an aiohttp runner to a `HOST:PORT` or `unix:/path` listen string."""
+"""Listening on a `HOST:PORT` or `unix:/path` listen string with a protocol factory.
+
+Not aiohttp's TCPSite/UnixSite: those accept with the runner's own factory, and the listeners
+accept through a ConnectionLimiter (connections.py) that wraps it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
-
-from aiohttp import web
+from typing import Any
 
 SOCKET_MODE = 0o660  # apps in the owner's group may connect
+BACKLOG = 2048  # connections the kernel holds before we accept them (capped by somaxconn)
 
 
 class ListenError(Exception):
@@ -24,27 +30,38 @@ class Listener:
         self.key = key
         self.listen = listen
         self._socket: Path | None = None
+        self._server: asyncio.Server | None = None
 
-    async def bind(self, runner: web.AppRunner) -> None:
-        site: web.BaseSite
+    async def bind(self, factory: Callable[[], asyncio.Protocol]) -> None:
+        loop = asyncio.get_running_loop()
         try:
             if self.listen.startswith("unix:"):
                 path = Path(self.listen[5:])
                 self._prepare_socket_path(path)
-                site = web.UnixSite(runner, str(path))
-                await site.start()
+                self._server = await loop.create_unix_server(factory, str(path), backlog=BACKLOG)
                 self._socket = path
                 os.chmod(path, SOCKET_MODE)
             else:
                 host, _, port = self.listen.rpartition(":")
-                site = web.TCPSite(runner, host.strip("[]"), int(port))
-                await site.start()
+                self._server = await loop.create_server(
+                    factory, host.strip("[]"), int(port), backlog=BACKLOG, reuse_address=True
+                )
         except OSError as exc:
             raise ListenError(
                 f"{self.key}: cannot listen on {self.listen}: {exc.strerror}"
             ) from None
 
+    @property
+    def addresses(self) -> list[Any]:
+        if self._server is None:
+            return []
+        return [sock.getsockname() for sock in self._server.sockets]
+
     def close(self) -> None:
+        """Stops accepting (open connections stay until their runner shuts them down)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 self._socket.unlink()

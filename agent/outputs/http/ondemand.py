@@ -1,8 +1,14 @@
 """Names outside [[parameters]] but under http.on_demand_prefixes: fetched on first request.
 
-Each answer (a parameter, or "does not exist") is kept for one refresh interval. Concurrent
+`get_version` fetches, the same way, another version or label of a name the agent serves
+(`name:1` while it holds version 2): the caller checks that the name is served.
+
+Each answer (a parameter, or "does not exist") is kept for one refresh interval, at most
+`max_entries` names (both kinds together). Concurrent
 requests for one name that is not cached make a single source call.
-Source failures are not cached: the next request tries again.
+Source failures are not cached: the next request tries again. Source calls (not cache hits,
+not requests that join a call in flight) take a token from `limit` (http.on_demand_rate and
+on_demand_burst): an empty bucket raises limits.Limited (429 ThrottlingException).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from agent.outputs.http.limits import TokenBucket
 from agent.snapshot import Parameter
 
 Fetch = Callable[[str], Awaitable[Parameter | None]]
@@ -39,12 +46,14 @@ class OnDemandCache:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = MAX_ENTRIES,
+        limit: TokenBucket | None = None,
     ) -> None:
         self._fetch = fetch
         self._prefixes = tuple(prefixes)
         self._ttl = ttl
         self._clock = clock
         self._max = max_entries
+        self._limit = limit
         self._entries: dict[str, _Entry] = {}
         # One source call per name at a time: later callers await the call in flight.
         self._in_flight: dict[str, asyncio.Future[Parameter | None]] = {}
@@ -57,11 +66,17 @@ class OnDemandCache:
         Raises what the source raises (SourceError) when the source cannot answer."""
         if not self.covers(name):
             return None
+        return await self.get_version(name)
+
+    async def get_version(self, name: str) -> Parameter | None:
+        """Like `get`, without the prefix rule: for `name:selector` of a name the agent serves."""
         entry = self._entries.get(name)
         if entry is not None and entry.expires > self._clock():
             return entry.parameter
         flight = self._in_flight.get(name)
         if flight is None:
+            if self._limit is not None:
+                self._limit.take()
             flight = asyncio.ensure_future(self._load(name))
             self._in_flight[name] = flight
             flight.add_done_callback(lambda _: self._in_flight.pop(name, None))

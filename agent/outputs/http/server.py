@@ -1,12 +1,16 @@
 """The localhost HTTP API as an Output: it serves AgentState.snapshot per request.
 
-A guard wraps every route (in this order): X-Forwarded-For refused (400), unknown path (404) or
-method (405), token (401 missing / 403 wrong), the concurrency cap (429), readiness (503); it
-renders every error as `{"__type", "message"}` JSON and counts each answer by route template.
+A guard wraps every route (in this order): the connecting uid when http.allowed_uids is set
+(403, `peers.py`), X-Forwarded-For / Forwarded refused (400), on TCP a Host header that names no
+loopback address (403), unknown path (404) or method (405), token (401 missing / 403 wrong), the
+body read (size cap 413, deadline 408), the concurrency cap (429), readiness (503); it renders
+every error as `{"__type", "message"}` JSON and counts each answer by route template.
+Connections are capped and timed in connections.py.
 
 Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda extension, v1) plus
-those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`). Without a
-factory that serves `POST /`, it answers a JSON 400 saying the protocol is not enabled.
+those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`) when
+http.aws_protocols lists "ssm" or "secretsmanager". Without a factory that serves `POST /`, it
+answers a JSON 400 saying the protocol is off.
 """
 
 from __future__ import annotations
@@ -22,9 +26,16 @@ from aiohttp import web
 
 from agent.config import HttpConfig
 from agent.metrics import Metrics
+from agent.outputs.http.connections import (
+    ConnectionLimiter,
+    limited_connections,
+    read_body,
+    start_runner,
+)
 from agent.outputs.http.context import (
     TOKEN_HEADER,
     ApiError,
+    Configured,
     Handler,
     HttpContext,
     OnDemand,
@@ -32,8 +43,13 @@ from agent.outputs.http.context import (
     Route,
     RouteFactory,
     error_response,
+    not_ready_message,
 )
+from agent.outputs.http.limits import Limited, LongPolls, TokenBucket
 from agent.outputs.http.listen import Listener, ListenError
+from agent.outputs.http.origin import host_refusal, loopback_host_header, proxy_refusal
+from agent.outputs.http.peers import PeerGuard
+from agent.outputs.http.refusals import RefusalLog
 from agent.outputs.http.routes import aws_sdk, lambda_extension, ops, secrets_manager, v1
 from agent.outputs.http.token import TokenCheck, TokenError, load_or_create_token
 from agent.snapshot import Change, Snapshot
@@ -55,7 +71,8 @@ async def _sdk_protocol_missing(request: web.Request) -> web.StreamResponse:
     raise ApiError(
         400,
         "UnknownOperationException",
-        "the AWS SDK protocol (POST / with X-Amz-Target) is not enabled in this agent",
+        "the AWS SDK protocol (POST / with X-Amz-Target) is not enabled in this agent; turn it on "
+        'with http.aws_protocols = ["ssm"] (see docs/adopt-without-code-changes.md)',
     )
 
 
@@ -68,30 +85,54 @@ class Guard:
     """
 
     def __init__(
-        self, state: AgentState, token: TokenCheck, metrics: Metrics, max_concurrency: int
+        self,
+        state: AgentState,
+        token: TokenCheck,
+        metrics: Metrics,
+        max_concurrency: int,
+        *,
+        peers: PeerGuard | None = None,
+        check_host: bool = True,
+        connections: ConnectionLimiter | None = None,
+        body_timeout: float = 10.0,
     ) -> None:
         self._state = state
         self._token = token
         self._max = max_concurrency
         self.in_flight = 0
         self._requests = metrics.http
+        self._peers = peers
+        self._check_host = check_host
+        self._connections = connections
+        self._body_timeout = body_timeout
+        self._refusals = RefusalLog()
 
     def wrap(self, route: Route) -> Handler:
         """`route.handler` behind the guards `route` asks for, counted under `route.label`."""
         handler, label = route.handler, route.label
         needs_token, needs_ready, capped = route.needs_token, route.needs_ready, route.capped
+        takes_body, body_timeout = route.takes_body, self._body_timeout
         observe = self._requests.observe
+        peers, check_host = self._peers, self._check_host
+        begin = self._connections.begin if self._connections is not None else None
+        end = self._connections.end if self._connections is not None else None
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
+            conn = begin(request.protocol) if begin is not None else None
             try:
+                if peers is not None:
+                    await peers.admit(request.transport)
                 headers = request.headers
                 if "X-Forwarded-For" in headers:
-                    raise ApiError(
-                        400,
-                        "ValidationException",
-                        "requests relayed by a proxy (X-Forwarded-For) are refused",
-                    )
+                    raise proxy_refusal("X-Forwarded-For")
+                if "Forwarded" in headers:
+                    raise proxy_refusal("Forwarded")
+                if check_host:
+                    host = headers.get("Host")
+                    # No Host at all is an HTTP/1.0 tool, not a browser.
+                    if host is not None and not loopback_host_header(host):
+                        raise host_refusal(host)
                 if needs_token:
                     presented = headers.get(TOKEN_HEADER)
                     if presented is None:
@@ -105,6 +146,8 @@ class Guard:
                 if not capped:
                     response = await handler(request)
                 else:
+                    if takes_body:  # before the slot: a slow body never holds one
+                        await read_body(request, conn, body_timeout)
                     if self.in_flight >= self._max:
                         raise ApiError(
                             429,
@@ -114,14 +157,14 @@ class Guard:
                     self.in_flight += 1
                     try:
                         if needs_ready and not self._state.ready:
-                            raise ApiError(
-                                503, "NotReady", "the first complete load has not finished yet"
-                            )
+                            raise ApiError(503, "NotReady", not_ready_message(self._state))
                         response = await handler(request)
                     finally:
                         self.in_flight -= 1
-            except ApiError as exc:
+            except (ApiError, Limited) as exc:
                 response = error_response(exc.status, exc.code, exc.message)
+                if exc.status in (401, 403):
+                    self._refused(request, label, exc.code)
             except web.HTTPException as exc:
                 response = error_response(
                     exc.status, _ROUTER_CODES.get(exc.status, "HttpError"), exc.reason
@@ -138,10 +181,23 @@ class Guard:
                 response = error_response(
                     500, "InternalFailure", "internal error; see the agent log"
                 )
+            finally:
+                if conn is not None:
+                    end(conn)  # type: ignore[misc]
             observe(label, response.status, time.perf_counter() - started)
             return response
 
         return guarded
+
+    def _refused(self, request: web.Request, label: str, code: str) -> None:
+        self._refusals.note(
+            "http_request_refused",
+            code,
+            route=label,
+            method=request.method,
+            path=request.path,
+            user_agent=request.headers.get("User-Agent"),
+        )
 
     def unmatched(self, status: int) -> Handler:
         """The catch-all answer for a known path with another method (405) or any other path."""
@@ -164,8 +220,17 @@ def build_app(
     token: TokenCheck,
     max_concurrency: int,
     route_factories: Sequence[RouteFactory] = (),
+    *,
+    peers: PeerGuard | None = None,
+    check_host: bool = True,
+    connections: ConnectionLimiter | None = None,
+    body_timeout: float = 10.0,
+    max_body_bytes: int = 65536,
 ) -> web.Application:
-    """The aiohttp application: built-in routes, then those of `route_factories`."""
+    """The aiohttp application: built-in routes, then those of `route_factories`.
+
+    `peers` admits only listed uids on every route; `check_host` refuses a Host header that
+    names no loopback address (meaningless on a unix socket)."""
     wanted: list[Route] = [
         *ops.routes(ctx.state, metrics),
         *lambda_extension.routes(ctx),
@@ -177,11 +242,20 @@ def build_app(
     if not any((r.method, r.path) == ("POST", "/") for r in wanted):
         wanted.append(Route("POST", "/", _sdk_protocol_missing, needs_token=False))
 
-    guard = Guard(ctx.state, token, metrics, max_concurrency)
+    guard = Guard(
+        ctx.state,
+        token,
+        metrics,
+        max_concurrency,
+        peers=peers,
+        check_host=check_host,
+        connections=connections,
+        body_timeout=body_timeout,
+    )
     by_path: dict[str, list[Route]] = {}
     for r in wanted:
         by_path.setdefault(r.path, []).append(r)
-    app = web.Application()
+    app = web.Application(client_max_size=max_body_bytes)
     for path, routes in by_path.items():
         resource = app.router.add_resource(path)
         for r in routes:  # GET adds no HEAD
@@ -207,15 +281,35 @@ class HttpServer:
         on_demand: OnDemand,
         interval: float,
         route_factories: Sequence[RouteFactory] | None = None,
+        on_demand_version: OnDemand | None = None,
+        configured: Configured | None = None,
     ) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.ctx = HttpContext(state, refresh, on_demand, cfg.on_demand_prefixes, interval)
+        self.ctx = HttpContext(
+            state,
+            refresh,
+            on_demand,
+            cfg.on_demand_prefixes,
+            interval,
+            on_demand_version=on_demand_version,
+            configured=configured,
+            long_polls=LongPolls(cfg.long_poll_limit),
+            refresh_limit=TokenBucket(
+                "refresh", cfg.refresh_rate, cfg.refresh_burst, metrics.http_rate_limited
+            ),
+        )
         if route_factories is None:
-            route_factories = (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
+            route_factories = (
+                (aws_sdk.route_factory(cfg.sdk_access_key_ids, cfg.aws_protocols),)
+                if cfg.aws_protocols
+                else ()
+            )
         self._route_factories = tuple(route_factories)
         self._runner: web.AppRunner | None = None
         self._listener = Listener("http.listen", cfg.listen)
+        self._peers: PeerGuard | None = None
+        self._connections: ConnectionLimiter | None = None
 
     @property
     def in_flight(self) -> int:
@@ -224,29 +318,38 @@ class HttpServer:
 
     @property
     def addresses(self) -> list[Any]:
-        return list(self._runner.addresses) if self._runner is not None else []
+        return self._listener.addresses
+
+    @property
+    def open_connections(self) -> int:
+        return self._connections.open if self._connections is not None else 0
 
     async def start(self) -> None:
         try:
             token = load_or_create_token(self.cfg.token_file)
         except TokenError as exc:
             raise HttpStartError(f"http.token_file: {exc}") from None
+        cfg = self.cfg
+        connections = limited_connections("api", cfg, self.metrics, cfg.max_connections)
+        on_unix = cfg.listen.startswith("unix:")
+        if cfg.allowed_uids is not None:
+            self._peers = PeerGuard(cfg.allowed_uids)
         app = build_app(
             self.ctx,
             self.metrics,
             TokenCheck(token),
-            self.cfg.max_concurrency,
+            cfg.max_concurrency,
             self._route_factories,
+            peers=self._peers,
+            check_host=not on_unix,
+            connections=connections,
+            body_timeout=cfg.body_timeout,
+            max_body_bytes=cfg.max_body_bytes,
         )
-        # handler_cancellation: a client that hangs up frees its slot at once (a long-poll
-        # would otherwise hold it until its wait ends). Shared work (a refresh, an on-demand
-        # fetch) is shielded and finishes for the other callers.
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE, handler_cancellation=True
-        )
-        await runner.setup()
+        runner = await start_runner(app, cfg, SHUTDOWN_GRACE)
+        connections.factory = runner.server
         try:
-            await self._listener.bind(runner)
+            await self._listener.bind(connections)
         except ListenError as exc:
             await runner.cleanup()
             raise HttpStartError(str(exc)) from None
@@ -254,14 +357,26 @@ class HttpServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("http_listening", listen=self.cfg.listen, token_file=str(self.cfg.token_file))
+        self._connections = connections
+        connections.start()
+        log.info(
+            "http_listening",
+            listen=cfg.listen,
+            token_file=str(cfg.token_file),
+            max_connections=connections.max_connections,
+        )
 
     async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         """Nothing to do: every request reads the current snapshot."""
 
     async def stop(self) -> None:
         self.ctx.stopping.set()  # long-polls answer now instead of holding shutdown
+        self._listener.close()  # no new connections
+        if self._connections is not None:
+            self._connections.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-        self._listener.close()
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None

@@ -34,6 +34,7 @@ from agent.snapshot import (
     Snapshot,
     find_served,
     matches_selector,
+    selector_problem,
     split_selector,
 )
 
@@ -201,8 +202,9 @@ def _filters(body: Mapping[str, Any], member: str) -> list[dict[str, Any]]:
 
 def _selector(requested: str) -> tuple[str, str | None]:
     base, selector = split_selector(requested)
-    if selector == ":":
-        raise validation(f"{requested}: an empty version or label after ':'")
+    problem = None if selector is None else selector_problem(selector)
+    if problem is not None:
+        raise validation(f"{requested}: {problem}")
     return base, selector
 
 
@@ -221,7 +223,9 @@ def held(snapshot: Snapshot, requested: str) -> Parameter | None:
 def names_to_fetch(
     snapshot: Snapshot, operation: str, body: Mapping[str, Any], covers: Callable[[str], bool]
 ) -> list[str]:
-    """Requested names the agent does not hold but may fetch on demand (`covers` says which)."""
+    """Requested names the agent does not hold but may fetch: under the on-demand prefixes
+    (`covers` says which), or another version of a name it serves (`name:1` while it holds
+    version 2, or a pinned name's latest version)."""
     if not isinstance(body, Mapping):
         return []
     if operation == "GetParameter":
@@ -235,7 +239,9 @@ def names_to_fetch(
     for name in requested:
         base, _ = _selector(name)
         _check_secrets_manager(base, decrypt)
-        if held(snapshot, name) is None and covers(base):
+        if held(snapshot, name) is None and (
+            covers(base) or find_served(snapshot, base) is not None
+        ):
             wanted.append(name)
     return wanted
 

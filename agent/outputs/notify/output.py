@@ -17,6 +17,7 @@ import signal
 
 import structlog
 
+import agent.tasks as tasks
 from agent.config import NotifyConfig
 from agent.metrics import Metrics
 from agent.outputs.notify.commands import run_command
@@ -41,7 +42,7 @@ class NotifyOutput:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notify")
+            self._task = tasks.spawn(self._run(), "notify")
 
     async def publish(self, snapshot: Snapshot, change: Change, first: bool) -> None:
         if first or not change:
@@ -98,6 +99,7 @@ class NotifyOutput:
         task, self._task = self._task, None
         if task is None:
             return
+        tasks.release(task)  # asked to end: its return (or cancellation) is not a death
         self._flush.set()
         if not self._pending.is_set() and not self._delivering:
             task.cancel()

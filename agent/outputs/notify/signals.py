@@ -1,7 +1,8 @@
 """The targets a change is told to, and how a signal reaches them.
 
 The target is found again for every delivery (the app may have restarted with a new pid):
-- `pid_file`: the first line of the file; a missing file or a dead pid is `target_missing`.
+- `pid_file`: the first line of the file (a regular file only, read off the event loop); a
+  missing file, anything but a regular file, or a dead pid is `target_missing`.
 - `process`: every process in /proc whose comm (the kernel's 15-character name) or argv[0]
   basename equals the name, except the agent itself and its ancestors; of those, only the
   topmost ones get the signal (an nginx master, not its workers, which share its name).
@@ -10,8 +11,11 @@ The target is found again for every delivery (the app may have restarted with a 
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import signal
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +82,42 @@ def send_signal(pids: Sequence[int], sig: signal.Signals) -> Delivery:
     return Delivery("target_missing", sig.name, tuple(pids), "no such process")
 
 
+# A pid is at most 7 digits (pid_max <= 2^22); a pid file is a line, not a document.
+PID_FILE_MAX_BYTES = 4096
+_MAX_PID_DIGITS = 10
+
+
+def read_pid_file(path: Path) -> tuple[int | None, str | None]:
+    """(pid, None) or (None, why not). Only a regular file (a symlink to one is followed), opened
+    without blocking (a FIFO planted there can never hold the caller) and read up to
+    PID_FILE_MAX_BYTES. Blocking file I/O: call it off the event loop."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, "pid_file not found"
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            return None, "pid_file is not a regular file"
+        return None, f"pid_file cannot be read: {exc.strerror}"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "pid_file is not a regular file"
+        data = os.read(fd, PID_FILE_MAX_BYTES)
+    except OSError as exc:
+        return None, f"pid_file cannot be read: {exc.strerror}"
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace").strip()
+    first = text.splitlines()[0].strip() if text else ""
+    # Never 0 or negative: kill() would reach a whole process group, or every process.
+    if not (first.isascii() and first.isdigit()) or len(first) > _MAX_PID_DIGITS:
+        return None, "pid_file does not hold a process id"
+    pid = int(first)
+    if pid <= 0:
+        return None, "pid_file does not hold a process id"
+    return pid, None
+
+
 class PidFileTarget:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -86,24 +126,14 @@ class PidFileTarget:
         return f"pid_file {self.path}"
 
     def find(self) -> tuple[int | None, str | None]:
-        """(pid, None) or (None, why not)."""
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return None, "pid_file not found"
-        except OSError as exc:
-            return None, f"pid_file cannot be read: {exc.strerror}"
-        first = text.strip().splitlines()[0].strip() if text.strip() else ""
-        # Never 0 or negative: kill() would reach a whole process group, or every process.
-        if not first.isdigit() or int(first) <= 0:
-            return None, "pid_file does not hold a process id"
-        pid = int(first)
-        if pid == os.getpid():
+        """(pid, None) or (None, why not). Blocking: see read_pid_file."""
+        pid, reason = read_pid_file(self.path)
+        if pid is not None and pid == os.getpid():
             return None, "pid_file names the agent itself"
-        return pid, None
+        return pid, reason
 
     async def notify(self, sig: signal.Signals, snapshot: Snapshot) -> Delivery:
-        pid, reason = self.find()
+        pid, reason = await asyncio.to_thread(self.find)
         if pid is None:
             return Delivery("target_missing", sig.name, (), reason)
         delivery = send_signal([pid], sig)

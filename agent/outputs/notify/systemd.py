@@ -10,7 +10,6 @@ gets the service restarted. Nothing here ever carries a parameter value.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+import agent.tasks as tasks
 from agent.snapshot import Change, Snapshot
 from agent.state import AgentState
 
@@ -144,7 +144,7 @@ class SystemdNotifier:
     async def start(self) -> None:
         self._started = True
         self.sock.send(self._status())
-        self._task = asyncio.create_task(self._loop(), name="systemd-notify")
+        self._task = tasks.spawn(self._loop(), "systemd-notify")
 
     async def _loop(self) -> None:
         """Status on every change of it; watchdog keep-alives at half the unit's WatchdogSec."""
@@ -179,9 +179,7 @@ class SystemdNotifier:
             return
         self._started = False
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await tasks.cancel(self._task)
             self._task = None
         self.sock.send("STOPPING=1", "STATUS=stopping")
         self.sock.close()

@@ -4,8 +4,8 @@ With `AWS_ENDPOINT_URL_SSM=http://127.0.0.1:2773` an unchanged app's SSM reads c
 SDKs cannot send the token header, so this route has its own guard instead (see
 docs/adopt-without-code-changes.md for the threat model), checked in this order:
 
-- no `X-Forwarded-For` / `Forwarded` (400 ValidationException; the shared guard refuses the
-  first before this handler runs);
+- no `X-Forwarded-For` / `Forwarded` (400 ValidationException; the shared guard refuses both
+  on every route before this handler runs, and on TCP a non-loopback Host too);
 - the peer is loopback or the unix socket, and on TCP the Host header names a loopback address,
   which a DNS-rebinding web page cannot send (403 AccessDeniedException);
 - a SigV4 `Authorization: AWS4-HMAC-SHA256 Credential=AKID/...` header: 403
@@ -22,18 +22,19 @@ Every answer carries `x-amzn-RequestId` and `Content-Type: application/x-amz-jso
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from agent.outputs.http import secretsmanager_protocol
-from agent.outputs.http.context import HttpContext, Route, RouteFactory
+from agent.outputs.http.context import HttpContext, OnDemand, Route, RouteFactory
+from agent.outputs.http.limits import Limited
+from agent.outputs.http.origin import PROXY_HEADERS, loopback_address, loopback_host_header
+from agent.outputs.http.refusals import RefusalLog
 from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
     SdkError,
@@ -46,8 +47,6 @@ from agent.outputs.http.ssm_protocol import (
 from agent.results import SourceError
 from agent.snapshot import Parameter
 
-log = structlog.get_logger(__name__)
-
 PATH = "/"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 _SIGV4 = re.compile(
@@ -56,37 +55,23 @@ _SIGV4 = re.compile(
 )
 
 
-def _loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(header: str) -> str:
-    """`127.0.0.1:2773` -> `127.0.0.1`, `[::1]:2773` -> `[::1]`, `localhost` -> `localhost`."""
-    if header.startswith("["):
-        return header.partition("]")[0] + "]"
-    return header.rpartition(":")[0] if ":" in header else header
-
-
 def check_origin(request: web.Request) -> None:
-    """Forwarded headers, the peer address and the Host header (DNS-rebinding guard)."""
-    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
-        raise SdkError(
-            "ValidationException", "requests relayed by a proxy (X-Forwarded-For) are refused"
-        )
+    """Forwarded headers, the peer address and the Host header (DNS-rebinding guard). The
+    shared guard checks the headers on every route already; a request without Host is refused
+    here too, since every SDK sends one."""
+    for header in PROXY_HEADERS:
+        if header in request.headers:
+            raise SdkError(
+                "ValidationException", f"requests relayed by a proxy ({header}) are refused"
+            )
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if isinstance(peer, tuple) and peer:
-        if not _loopback(str(peer[0])):
+        if not loopback_address(str(peer[0])):
             raise SdkError(
                 "AccessDeniedException", "the AWS SDK protocol is served to loopback only", 403
             )
         host = request.headers.get("Host", "")
-        if not _loopback(_host_name(host)):
+        if not loopback_host_header(host):
             raise SdkError(
                 "AccessDeniedException",
                 f"the Host header must name a loopback address (127.0.0.1, ::1 or localhost), "
@@ -128,6 +113,8 @@ def decode_body(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise SdkError("SerializationException", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise SdkError("SerializationException", "the request body is nested too deeply") from None
 
 
 def render(reply: SdkReply, request_id: str) -> web.Response:
@@ -140,11 +127,18 @@ def render(reply: SdkReply, request_id: str) -> web.Response:
 
 class SdkHandler:
     def __init__(
-        self, ctx: HttpContext, allowed_access_keys: Iterable[str], secretsmanager: bool = False
+        self,
+        ctx: HttpContext,
+        allowed_access_keys: Iterable[str],
+        *,
+        ssm: bool = True,
+        secretsmanager: bool = False,
     ) -> None:
         self._ctx = ctx
         self._allowed = frozenset(allowed_access_keys)
+        self._ssm = ssm
         self._secretsmanager = secretsmanager
+        self._refusals = RefusalLog()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
@@ -155,11 +149,12 @@ class SdkHandler:
         quiet = ("ParameterNotFound", secretsmanager_protocol.NOT_FOUND)
         if reply.status != 200 and reply.body.get("__type") not in quiet:
             # Refusals are worth a line (a probe, a misconfigured app); values never appear.
-            log.info(
+            # At most one a second per code, fields clipped: see refusals.py.
+            self._refusals.note(
                 "sdk_request_refused",
+                str(reply.body.get("__type")),
                 target=request.headers.get("X-Amz-Target", ""),
                 status=reply.status,
-                code=reply.body.get("__type"),
                 request_id=request_id,
             )
         return render(reply, request_id)
@@ -170,6 +165,12 @@ class SdkHandler:
         target = request.headers.get("X-Amz-Target") or ""
         if target.startswith(secretsmanager_protocol.SERVICE_PREFIX):
             return await self._secrets_manager(request, target)
+        if not self._ssm:
+            raise SdkError(
+                "UnknownOperationException",
+                f"{target or 'no X-Amz-Target'}: the SSM protocol is off in this agent; add "
+                '"ssm" to http.aws_protocols',
+            )
         operation = operation_of(target)
         body = await _json_body(request)
         snapshot = self._ctx.state.snapshot  # one consistent view for the whole request
@@ -189,17 +190,27 @@ class SdkHandler:
         body = await _json_body(request)
         return secretsmanager_protocol.answer(self._ctx.state.snapshot, operation, body)
 
+    def _fetcher(self, name: str) -> OnDemand | None:
+        if self._ctx.on_demand_covers(name):
+            return self._ctx.on_demand
+        # Another version of a served name (None: such names are not fetched).
+        return self._ctx.on_demand_version
+
     async def _fetch(self, names: list[str]) -> Mapping[str, Parameter | None]:
-        if not names:
+        planned = [(name, fetch) for name in names if (fetch := self._fetcher(name)) is not None]
+        if not planned:
             return {}
         try:
-            found = await asyncio.gather(*(self._ctx.on_demand(name) for name in names))
+            found = await asyncio.gather(*(fetch(name) for name, fetch in planned))
         except SourceError as exc:
             # A 5xx, as SSM itself fails: SDKs retry it with their own backoff.
             raise SdkError(
                 "InternalServerError", f"an on-demand fetch failed: {exc}", 500
             ) from None
-        return dict(zip(names, found, strict=True))
+        except Limited:
+            # SSM's own answer when its quota is exceeded: SDKs back off and retry.
+            raise SdkError("ThrottlingException", "Rate exceeded", 400) from None
+        return dict(zip((name for name, _ in planned), found, strict=True))
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -213,15 +224,15 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def route_factory(
-    allowed_access_keys: Iterable[str] = (), protocols: Iterable[str] = ()
+    allowed_access_keys: Iterable[str] = (), protocols: Iterable[str] = ("ssm",)
 ) -> RouteFactory:
-    """The `POST /` route for `build_app(route_factories=...)`; `protocols` may name
-    "secretsmanager" (http.aws_protocols)."""
+    """The `POST /` route for `build_app(route_factories=...)`, answering the protocols
+    named (http.aws_protocols: "ssm", "secretsmanager")."""
     allowed = tuple(allowed_access_keys)
-    secretsmanager = "secretsmanager" in protocols
+    ssm, secretsmanager = "ssm" in protocols, "secretsmanager" in protocols
 
     def routes(ctx: HttpContext) -> list[Route]:
-        handler = SdkHandler(ctx, allowed, secretsmanager)
-        return [Route("POST", PATH, handler.handle, needs_token=False)]
+        handler = SdkHandler(ctx, allowed, ssm=ssm, secretsmanager=secretsmanager)
+        return [Route("POST", PATH, handler.handle, needs_token=False, takes_body=True)]
 
     return routes

@@ -25,7 +25,7 @@ from agent.outputs.http.context import (
     validation_error,
 )
 from agent.outputs.http.lookup import lookup, served_now
-from agent.snapshot import Parameter, split_selector
+from agent.snapshot import Parameter, selector_problem, split_selector, version_number
 
 PATH = "/systemsmanager/parameters/get"
 
@@ -46,15 +46,17 @@ def _selector_of(name: str, version: str | None, label: str | None) -> tuple[str
             f"{name} already carries the selector {selector}; drop the version or label argument"
         )
     if version is not None:
-        if not version.isdigit() or int(version) < 1:
+        number = version_number(version)
+        if number is None or number < 1:
             raise validation_error(f"version must be a positive integer, got {version!r}")
-        selector = f":{int(version)}"
+        selector = f":{number}"
     elif label is not None:
         if not label or ":" in label or "/" in label:
             raise validation_error(f"label {label!r} is not a valid label")
         selector = f":{label}"
-    if selector == ":":
-        raise validation_error(f"{name}: an empty selector after ':'")
+    problem = None if selector is None else selector_problem(selector)
+    if problem is not None:
+        raise validation_error(f"{name}: {problem}")
     if not base:
         raise validation_error("name must not be empty")
     return base, selector

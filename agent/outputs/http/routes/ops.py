@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.metrics import Metrics
-from agent.outputs.http.context import Route, error_response, json_response
+from agent.outputs.http.context import Route, error_response, json_response, not_ready_message
 from agent.results import ParameterError
 from agent.state import AgentState, FilesStatus, FleetStatus, Health
 
@@ -87,7 +87,7 @@ def routes(state: AgentState, metrics: Metrics) -> list[Route]:
     async def readyz(request: web.Request) -> web.StreamResponse:
         if state.ready:
             return json_response({"ready": True})
-        return error_response(503, "NotReady", "the first complete load has not finished yet")
+        return error_response(503, "NotReady", not_ready_message(state))
 
     async def metrics_text(request: web.Request) -> web.StreamResponse:
         resp = web.Response(body=generate_latest(metrics.registry))

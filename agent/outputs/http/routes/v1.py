@@ -129,7 +129,8 @@ def _refresh_body(result: CycleResult) -> dict[str, object]:
 
 
 class RefreshCoalescer:
-    """Coalesces refresh requests: callers arriving while one runs share its result."""
+    """Coalesces refresh requests: callers arriving while one runs share its result. Only a
+    request that starts a cycle takes a token from ctx.refresh_limit (429 when it is empty)."""
 
     def __init__(self, ctx: HttpContext) -> None:
         self._ctx = ctx
@@ -137,6 +138,8 @@ class RefreshCoalescer:
 
     async def run(self) -> CycleResult:
         if self._running is None:
+            if self._ctx.refresh_limit is not None:
+                self._ctx.refresh_limit.take()
             self._running = asyncio.ensure_future(self._ctx.refresh())
             self._running.add_done_callback(self._done)
         return await asyncio.shield(self._running)
@@ -185,7 +188,8 @@ def routes(ctx: HttpContext) -> list[Route]:
             return served.value()
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
-            changed = await long_poll(name, p, wait)
+            with ctx.long_polls.hold():  # 429 beyond http.max_long_polls
+                changed = await long_poll(name, p, wait)
             if changed is not None:
                 return answers.get(changed).value()
         return served.not_modified()
