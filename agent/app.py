@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -14,7 +14,6 @@ import agent.tasks as tasks
 from agent.children import reap_forever
 from agent.config import Config, FilesConfig, where_configured
 from agent.fleet.budget import CallBudget
-from agent.fleet.fleet import Fleet
 from agent.logs import redactor
 from agent.metrics import Metrics
 from agent.outputs.base import Output
@@ -33,6 +32,9 @@ from agent.sources.file import FileSource
 from agent.sources.ssm import SsmSource
 from agent.state import AgentState, FilesStatus
 from agent.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from agent.fleet.fleet import Fleet
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +77,9 @@ class Agent:
         # --- fleet mode: the fleet's source wraps the SSM source (docs/fleet.md) ---
         self.fleet: Fleet | None = None
         if cfg.fleet is not None:
+            # Imported here: an agent without [fleet] never loads the Valkey client.
+            from agent.fleet.fleet import Fleet
+
             assert isinstance(self.source, SsmSource)  # config.py refuses any other source
             self.fleet = Fleet(cfg, self.source, self.metrics, self.state, rng)
             self.source = self.fleet.source
