@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+import agent.tasks as tasks
 from agent.config import Config, FleetConfig
 from agent.fleet.follower import Follower, StaleRecord
 from agent.fleet.kms import DecryptFailed, KmsDecryptor
@@ -169,10 +170,16 @@ class Fleet:
             self._joined.set()
         if self.role == "alone":
             await asyncio.Event().wait()  # runs until stopped, like the other tasks (tasks.py)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._lease_loop(), name="fleet-lease")
-            tasks.create_task(self._follow_loop(), name="fleet-follow")
-            tasks.create_task(self._watch_loop(), name="fleet-watch")
+        loops = [
+            tasks.spawn(self._lease_loop(), "fleet-lease"),
+            tasks.spawn(self._follow_loop(), "fleet-follow"),
+            tasks.spawn(self._watch_loop(), "fleet-watch"),
+        ]
+        try:
+            await asyncio.gather(*loops)  # each runs until stopped; one that dies ends this one
+        finally:
+            for loop in loops:
+                await tasks.cancel(loop)
 
     async def close(self) -> None:
         with contextlib.suppress(*_VALKEY_ERRORS):

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+import agent.tasks as tasks
 from agent.config import ParameterEntry
 from agent.fleet.kms import DecryptFailed, KmsDecryptor
 from agent.fleet.records import Record, record_of
@@ -119,7 +120,7 @@ class Follower:
 
     def _schedule_fetch(self, spread: bool) -> None:
         if self._fetcher is None or self._fetcher.done():
-            self._fetcher = asyncio.create_task(self._fetch_pending(spread), name="fleet-fetch")
+            self._fetcher = tasks.spawn(self._fetch_pending(spread), "fleet-fetch", may_end=True)
 
     async def _fetch_pending(self, spread: bool) -> None:
         delay = self._rng.uniform(0, await self._window()) if spread else 0.0
@@ -160,4 +161,4 @@ class Follower:
 
     async def close(self) -> None:
         if self._fetcher is not None:
-            self._fetcher.cancel()
+            await tasks.cancel(self._fetcher)
