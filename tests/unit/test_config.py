@@ -162,6 +162,7 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
         "interval": "30s",
         "jitter": 0.1,
         "max_backoff": "5m",
+        "splay": "0s",
         "max_removal_share": 0.5,
     }
     assert shown["parameters"][1] == {
