@@ -6,13 +6,14 @@ import asyncio
 import os
 import random
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 import agent.tasks as tasks
 from agent.children import reap_forever
 from agent.config import Config, FilesConfig, where_configured
+from agent.fleet.budget import CallBudget
 from agent.logs import redactor
 from agent.metrics import Metrics
 from agent.outputs.base import Output
@@ -25,10 +26,15 @@ from agent.reload import Reloader, plan_reload
 from agent.results import CycleResult
 from agent.snapshot import Change, Parameter, Snapshot
 from agent.sources.base import Source
+from agent.sources.composite import CompositeSource
 from agent.sources.factory import build_source
 from agent.sources.file import FileSource
+from agent.sources.ssm import SsmSource
 from agent.state import AgentState, FilesStatus
 from agent.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from agent.fleet.fleet import Fleet
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +73,22 @@ class Agent:
         self.state = AgentState()
         self.state.on_swap.append(_register_secrets)
         self.source = build_source(cfg, self.metrics)
+        self._budget(self.source, cfg, rng)
+        # --- fleet mode: the fleet's source wraps the SSM source (docs/fleet.md) ---
+        self.fleet: Fleet | None = None
+        if cfg.fleet is not None:
+            # Imported here: an agent without [fleet] never loads the Valkey client.
+            from agent.fleet.fleet import Fleet
+
+            assert isinstance(self.source, SsmSource)  # config.py refuses any other source
+            self.fleet = Fleet(cfg, self.source, self.metrics, self.state, rng)
+            self.source = self.fleet.source
+        # --- end fleet mode ---
         self.refresher = Refresher(
             self.source, cfg.refresh, self.state, self.metrics, self._publish, rng
         )
+        if self.fleet is not None:
+            self.fleet.on_change = self.refresher.trigger
         # Exec mode: the app is our child, started after the first complete load.
         self.supervisor = Supervisor(exec_argv, cfg.exec, self.metrics) if exec_argv else None
         self.outputs = self._build_chain()
@@ -83,6 +102,13 @@ class Agent:
             if cfg.origin.is_file()
             else None
         )
+
+    @staticmethod
+    def _budget(source: Source, cfg: Config, rng: random.Random | None) -> None:
+        """The SSM call budget (token bucket + start-up splay), with or without a fleet."""
+        ssm = source.parameters if isinstance(source, CompositeSource) else source
+        if isinstance(ssm, SsmSource):
+            ssm.set_budget(CallBudget(cfg.source.max_calls_per_second, cfg.refresh.splay, rng).take)
 
     def _build_chain(self) -> OutputChain:
         cfg = self.cfg
@@ -181,6 +207,8 @@ class Agent:
         self.watch.install()  # before any task starts, outputs' own tasks included
         await self.check_files_dir()  # before anything listens or starts
         await self.outputs.start()
+        if self.fleet is not None:
+            self._spawn(self.fleet.run(), "fleet")
         self._spawn(self.refresher.run(), "refresher")
         self._watch_source()
         if self.reloader is not None:
@@ -220,8 +248,14 @@ class Agent:
             log.warning("config_reload_needs_restart", section=section)
         new = new.model_copy(update={"http": self.cfg.http, "log": self.cfg.log})
         old_source = self.source
-        if plan.source:  # built first: if this fails, nothing has changed yet
+        if self.fleet is not None and plan.source:  # fleet mode: the fleet's source stays
+            log.warning("config_reload_needs_restart", section="source (fleet mode)")
+            new = new.model_copy(
+                update={k: getattr(self.cfg, k) for k in ("source", "parameters", "fleet")}
+            )
+        elif plan.source:  # built first: if this fails, nothing has changed yet
             self.source = self.refresher.source = build_source(new, self.metrics)
+            self._budget(self.source, new, None)
             self._watch_source()
             # Names the new config no longer asks for go at once, however many they are.
             self.refresher.removals.expect_removals()

@@ -117,13 +117,33 @@ def _fail(exc: Exception) -> int:
     return EXIT_RUNTIME
 
 
+def _stopped(exc: Exception, *, listens: bool = False) -> int:
+    """The exit code of a command that `exc` stopped, with one line on stderr, never a traceback:
+    an unusable token file or listen address (for a command that `listens`) or files.dir is 1,
+    a config error 2, anything else 1."""
+    from agent.config import ConfigError
+    from agent.outputs.files import UnsafeDirectoryError
+
+    if listens:
+        from agent.outputs.http import ListenError
+
+        if isinstance(exc, ListenError):
+            print(f"ssm-sidecar: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
+    if isinstance(exc, UnsafeDirectoryError):
+        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if isinstance(exc, ConfigError):
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    return _fail(exc)
+
+
 def cmd_run(cfg: Config, cmd: list[str]) -> int:
     import structlog
 
     from agent.app import Agent
-    from agent.config import ConfigError
-    from agent.outputs.files import UnsafeDirectoryError
-    from agent.outputs.http import ListenError, raise_open_file_limit
+    from agent.outputs.http import raise_open_file_limit
 
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -142,36 +162,18 @@ def cmd_run(cfg: Config, cmd: list[str]) -> int:
 
     try:
         code = _run_loop(main)
-    except ListenError as exc:  # token file or listen address unusable
-        print(f"ssm-sidecar: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except UnsafeDirectoryError as exc:
-        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # never a traceback: one line, exit 1
-        return _fail(exc)
+    except Exception as exc:
+        return _stopped(exc, listens=True)
     if agent is not None and agent.failure is not None:
         print(f"ssm-sidecar: {agent.failure}", file=sys.stderr)
     return code
 
 
 def cmd_once(cfg: Config) -> int:
-    from agent.config import ConfigError
-    from agent.outputs.files import UnsafeDirectoryError
-
     try:
         return _run_loop(lambda: _once(cfg))
-    except UnsafeDirectoryError as exc:
-        print(f"ssm-sidecar: files.dir: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
     except Exception as exc:  # an init container gets one line, not a traceback
-        return _fail(exc)
+        return _stopped(exc)
 
 
 async def _once(cfg: Config) -> int:

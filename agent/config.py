@@ -120,6 +120,8 @@ class SourceConfig(Section):
     # Attempts per SSM call, botocore's own retries included; the refresher backs off on top.
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout: Duration = 10.0
+    # The agent's own cap on SSM calls (token bucket, burst of one second's worth); 0: none.
+    max_calls_per_second: float = Field(default=20.0, ge=0)
 
     @field_validator("region")
     @classmethod
@@ -304,6 +306,8 @@ class RefreshConfig(Section):
     interval: Duration = 30.0
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
     max_backoff: Duration = 300.0
+    # The first SSM call waits a random time up to this (a fleet restarted together).
+    splay: Duration = 0.0
     # A cycle that would remove more than this share of the served set waits for the next cycle
     # to confirm it (a listing cut short looks like a mass deletion). 1.0 turns the hold off.
     max_removal_share: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -532,6 +536,60 @@ class LogConfig(Section):
         return v.lower() if isinstance(v, str) else v
 
 
+_FLEET_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class FleetConfig(Section):
+    """`[fleet]`: many agents share one watcher through Valkey/Redis (docs/fleet.md)."""
+
+    url: str
+    name: str
+    key_parameter: str
+    watch_interval: Duration = 2.0
+    safety_interval: Duration = 900.0
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, v: str) -> str:
+        if not _FLEET_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} must be 1 to 64 letters, digits or ._-")
+        return v
+
+    @field_validator("key_parameter")
+    @classmethod
+    def _key_parameter_shape(cls, v: str) -> str:
+        if not (v.startswith("/") or v.startswith("arn:")):
+            raise ValueError(f"{v!r} must be a parameter name starting with / or an ARN")
+        return v
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _watch_floor(cls, v: float) -> float:
+        if v < 0.2:
+            raise ValueError("must be at least 200ms")
+        return v
+
+    @model_validator(mode="after")
+    def _safety_above_watch(self) -> FleetConfig:
+        if self.safety_interval < self.watch_interval:
+            raise ValueError("safety_interval: must not be shorter than watch_interval")
+        return self
+
+    @property
+    def redis_url(self) -> str:
+        """valkey:// is an alias of redis:// (the client library knows only the latter)."""
+        if self.url.startswith("valkey"):
+            return "redis" + self.url[len("valkey") :]
+        return self.url
+
+
 class Config(Section):
     source: SourceConfig = SourceConfig()
     parameters: tuple[ParameterEntry, ...] = ()
@@ -542,6 +600,7 @@ class Config(Section):
     notify: NotifyConfig = NotifyConfig()
     exec: ExecConfig = ExecConfig()
     log: LogConfig = LogConfig()
+    fleet: FleetConfig | None = None
     # Where this config was read from; not a key of the file.
     origin: Path = Field(default=Path("<memory>"), exclude=True)
 
@@ -601,6 +660,10 @@ def _cross_checks(cfg: Config) -> list[tuple[str, str]]:
             )
         )
     problems.extend(_secret_checks(cfg, seen_keys))
+    if cfg.fleet is not None and cfg.source.type != "ssm":
+        problems.append(("fleet", 'needs source.type = "ssm"'))
+    if cfg.fleet is not None and cfg.secrets:
+        problems.append(("fleet", "cannot be combined with [[secrets]] yet (docs/fleet.md)"))
     if cfg.files is not None:
         problems.extend(_file_path_problems(cfg))
     return problems

@@ -333,17 +333,23 @@ def setup_logging(level: str = "info", fmt: str = "json", stream: TextIO | None 
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
+    configure_structlog(out, level, renderer)
+    _route_stdlib(out, level, renderer)
+
+
+def configure_structlog(out: Any, level: str, renderer: Any, scrub: Any = redactor) -> None:
+    """The agent's structlog pipeline, one rendered event a line on `out`. `scrub` is the agent's
+    redactor; the redaction bench passes others through the same pipeline to compare them."""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            redactor,
+            scrub,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    _route_stdlib(out, level, renderer)

@@ -220,6 +220,37 @@ class Metrics:
         )
         self.secret_version_age = SecretVersionAges(p)
         r.register(self.secret_version_age)
+        # --- fleet mode (agent/fleet/, docs/fleet.md) ---
+        self.fleet_role = Gauge(
+            p + "fleet_role",
+            "1 for this agent's fleet role (watcher, follower, polling, alone, starting)",
+            ["role"],
+            registry=r,
+        )
+        self.fleet_connected = Gauge(
+            p + "fleet_connected", "1 while the fleet's Valkey/Redis answers", registry=r
+        )
+        self.fleet_records_applied = Counter(
+            p + "fleet_records_applied", "Fleet records applied (newer than held)", registry=r
+        )
+        self.fleet_records_published = Counter(
+            p + "fleet_records_published", "Fleet records published as the watcher", registry=r
+        )
+        self.fleet_records_refused = Counter(
+            p + "fleet_records_refused",
+            "Fleet records refused: signature, malformed, stale (older than held), state, meta",
+            ["reason"],
+            registry=r,
+        )
+        self.fleet_resyncs = Counter(
+            p + "fleet_resyncs", "Resyncs from the fleet's state hash", ["reason"], registry=r
+        )
+        self.fleet_fallback_fetches = Counter(
+            p + "fleet_fallback_fetches",
+            "SecureStrings fetched from SSM by name because KMS would not decrypt them",
+            registry=r,
+        )
+        # --- end fleet mode ---
         self.http_open_connections = Gauge(
             p + "http_open_connections", "Connections open on a listener", ["listener"], registry=r
         )

@@ -24,7 +24,7 @@ from agent.tasks import describe, where
 
 log = structlog.get_logger(__name__)
 
-NEEDS_RESTART = ("http", "log")
+NEEDS_RESTART = ("http", "log", "fleet")
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,18 @@ class FilesStatus:
         self.error = reason
 
 
+@dataclass(slots=True)
+class FleetStatus:
+    """Fleet mode as /healthz shows it (kept up by agent/fleet): role, Valkey, why."""
+
+    name: str
+    role: str = "starting"  # watcher, follower, polling (fell back to SSM), alone (no key)
+    connected: bool = False
+    reason: str | None = None
+    records_applied: int = 0
+    last_record: float | None = None  # unix time a record was last applied
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     ready: bool
@@ -58,6 +70,7 @@ class Health:
     consecutive_failures: int
     parameter_errors: tuple[ParameterError, ...]
     files: FilesStatus | None = None  # a copy; None without [files]
+    fleet: FleetStatus | None = None  # a copy; None without [fleet]
 
 
 class AgentState:
@@ -71,6 +84,8 @@ class AgentState:
         self.parameter_errors: tuple[ParameterError, ...] = ()
         #: The files output's status object (it writes it; the agent puts it here), or None.
         self.files: FilesStatus | None = None
+        #: Fleet mode's status (agent/fleet keeps it up), or None without [fleet].
+        self.fleet: FleetStatus | None = None
         # Set (and replaced by a fresh one) on every swap. An Event, not a Condition: waiters
         # hold no lock, so cancelling thousands of long-polls at once cannot deadlock.
         self._swapped = asyncio.Event()
@@ -86,6 +101,7 @@ class AgentState:
             self.consecutive_failures,
             self.parameter_errors,
             None if self.files is None else dataclasses.replace(self.files),
+            None if self.fleet is None else dataclasses.replace(self.fleet),
         )
 
     async def swap(self, snapshot: Snapshot) -> None:

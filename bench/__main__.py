@@ -28,6 +28,7 @@ BENCHMARKS = {
     "conn_flood": "bench.conn_flood",
     "guard_cost": "bench.guard_cost",
     "herd": "bench.herd",
+    "fleet": "bench.fleet",
     "peers": "bench.peers",
 }
 

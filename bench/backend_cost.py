@@ -15,11 +15,8 @@ number of KMS requests the cycle causes.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +27,18 @@ from agent.metrics import Metrics
 from agent.snapshot import Snapshot
 from agent.sources.base import LoadResult
 from agent.sources.ssm import SsmSource
-from bench.common import Seed, agent_env, mixed_parameters, progress, ssm_source, table
+from bench.common import (
+    Seed,
+    costs_at_sizes,
+    each_in_threads,
+    mixed_parameters,
+    progress,
+    ssm_source,
+    table,
+)
 from bench.report import run
 from tests.support.fault_proxy import FaultProxy
-from tests.support.moto import MotoServer, boto3_client, start_moto_server
+from tests.support.moto import MotoServer, boto3_client
 
 SIZES = (100, 1000, 1005)
 PER_HOUR_SIZE = 1000
@@ -107,20 +112,12 @@ def seed_with_key(
     endpoint_url: str, params: Sequence[Seed], key_id: str, threads: int = 8
 ) -> float:
     """Like common.seed, with SecureStrings under `key_id`; returns the seconds taken."""
-    local = threading.local()
 
-    def put(p: Seed) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = boto3_client("ssm", endpoint_url)
+    def put(client: Any, p: Seed) -> None:
         extra = {"Type": SECURE, "KeyId": key_id} if p.secure else {"Type": "String"}
         client.put_parameter(Name=p.name, Value=p.value, Overwrite=True, **extra)
 
-    started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(put, p) for p in params]:
-            future.result()
-    return time.monotonic() - started
+    return each_in_threads("ssm", endpoint_url, put, params, threads)
 
 
 def decrypted_names(proxy: FaultProxy) -> int:
@@ -333,20 +330,7 @@ def _report(costs: Sequence[Cost]) -> str:
 
 
 def measure() -> str:
-    # The source runs in this process: moto's dummy credentials, never a real account.
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(agent_env())
-    moto = start_moto_server()
-    try:
-        with FaultProxy(moto.url) as proxy, asyncio.Runner() as loop:
-            bench = Bench(moto, proxy, loop)
-            costs: list[Cost] = []
-            for n in SIZES:
-                costs += bench.size(n)
-        return _report(costs)
-    finally:
-        moto.stop()
+    return _report(costs_at_sizes(Bench, SIZES))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import table
-from bench.startup import REPO, export_revision
+from bench.common import REPO, export_revision, table
 
 TOP_LEVEL = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S+)$", re.M)
 

@@ -3,6 +3,7 @@ environments, moto seeding, machine facts, and small number/table helpers."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import datetime
@@ -14,17 +15,29 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from tests.support.builders import write_config
-from tests.support.moto import DUMMY_AWS_ENV, boto3_client, free_port
+from tests.support.fault_proxy import FaultProxy
+from tests.support.moto import (
+    DUMMY_AWS_ENV,
+    MotoServer,
+    boto3_client,
+    free_port,
+    start_moto_server,
+)
+
+T = TypeVar("T")
+C = TypeVar("C")
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -38,6 +51,23 @@ def progress(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------ processes
+
+
+def export_revision(revision: str, into: Path) -> Path | None:
+    """`agent/` as of `revision` in `into` (git archive), or None when git or the revision is
+    unavailable; the working tree is not touched."""
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "agent"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 class Children:
@@ -231,12 +261,8 @@ def start_seeded_moto(params: Sequence[Seed], work: Path) -> SeededMoto:
 
 def seed(endpoint_url: str, params: Sequence[Seed], threads: int = 8) -> float:
     """PutParameter each one (Overwrite) from `threads` boto3 clients; returns the seconds taken."""
-    local = threading.local()
 
-    def put(p: Seed) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = boto3_client("ssm", endpoint_url)
+    def put(client: Any, p: Seed) -> None:
         client.put_parameter(
             Name=p.name,
             Value=p.value,
@@ -244,11 +270,54 @@ def seed(endpoint_url: str, params: Sequence[Seed], threads: int = 8) -> float:
             Overwrite=True,
         )
 
+    return each_in_threads("ssm", endpoint_url, put, params, threads)
+
+
+def each_in_threads(
+    service: str,
+    endpoint_url: str,
+    call: Callable[[Any, T], object],
+    items: Sequence[T],
+    threads: int = 8,
+) -> float:
+    """`call(client, item)` for every item, from `threads` threads with a boto3 client of
+    `service` each; returns the seconds taken (the first failure raises)."""
+    local = threading.local()
+
+    def one(item: T) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = boto3_client(service, endpoint_url)
+        call(client, item)
+
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(put, p) for p in params]:
+        for future in [pool.submit(one, item) for item in items]:
             future.result()
     return time.monotonic() - started
+
+
+class SizedBench(Protocol[C]):
+    def size(self, n: int) -> list[C]: ...
+
+
+def costs_at_sizes(
+    bench: Callable[[MotoServer, FaultProxy, asyncio.Runner], SizedBench[C]],
+    sizes: Iterable[int],
+) -> list[C]:
+    """`bench(moto, proxy, loop).size(n)` for each size, in order: a moto server, a FaultProxy in
+    front of it that counts the calls, an event loop for an agent source run in this process,
+    with moto's dummy credentials (never a real account)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(agent_env())
+    moto = start_moto_server()
+    try:
+        with FaultProxy(moto.url) as proxy, asyncio.Runner() as loop:
+            sized = bench(moto, proxy, loop)
+            return [cost for n in sizes for cost in sized.size(n)]
+    finally:
+        moto.stop()
 
 
 # ------------------------------------------------------------------------------ numbers

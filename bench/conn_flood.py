@@ -16,15 +16,23 @@ import argparse
 import http.client
 import os
 import subprocess
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 
 from bench import report
-from bench.common import CHILDREN, PYTHON, REPO, agent_env, ms, percentile, progress, table
+from bench.common import (
+    CHILDREN,
+    PYTHON,
+    REPO,
+    agent_env,
+    export_revision,
+    ms,
+    percentile,
+    progress,
+    table,
+)
 from tests.support.conn_attack import ConnectionAttack
 from tests.support.moto import free_port
 
@@ -42,21 +50,6 @@ class Reads:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"new": [], "kept": []})
     failures: dict[str, int] = field(default_factory=lambda: {"new": 0, "kept": 0})
     first_failure: str = ""
-
-
-def _export(revision: str, into: Path) -> Path | None:
-    try:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", revision, "agent"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def _start_agent(code: Path, work: Path) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -139,7 +132,7 @@ def measure(seconds: float, before: str) -> str:
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         versions = [("now", REPO)]
-        old = _export(before, Path(tmp) / "before") if before else None
+        old = export_revision(before, Path(tmp) / "before") if before else None
         if old is not None:
             versions.append((f"before ({before})", old))
         for label, code in versions:

@@ -20,7 +20,6 @@ import argparse
 import collections
 import contextlib
 import http.client
-import json
 import math
 import statistics
 import sys
@@ -53,6 +52,7 @@ from bench.herd_gate import Gate
 from bench.report import run
 from tests.support.fault_proxy import Call, FaultProxy
 from tests.support.moto import boto3_client, free_port, start_moto_server
+from tests.support.processes import json_objects
 
 AGENTS = 50
 PARAMS = 20
@@ -227,15 +227,7 @@ def _metric_sum(texts: Sequence[str], name: str, must_contain: str = "") -> floa
 
 
 def _log_events(work: Path) -> list[dict[str, Any]]:
-    events = []
-    for line in (work / "agent.log").read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+    return json_objects((work / "agent.log").read_text(errors="replace").splitlines())
 
 
 def _stamp(event: dict[str, Any]) -> float | None:

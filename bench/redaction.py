@@ -1,6 +1,6 @@
 """Redaction: what logging one refused request costs with thousands of values held.
 
-In one process, the same structlog pipeline as the agent's (agent.logs.setup_logging, JSON to a
+In one process, the agent's own structlog pipeline (agent.logs.configure_structlog, JSON to a
 memory stream) logs the `sdk_request_refused` line of a request whose `X-Amz-Target` is 8 KiB of
 attacker-chosen text (aiohttp's largest header). Reference in the same run: the redactor and the
 logging as they were before (agent/logs.py at BEFORE_REVISION, loaded from git; every refusal
@@ -73,19 +73,7 @@ class _Alternation:
 
 
 def _configure(redactor: Processor, out: io.StringIO) -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redactor,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(20),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
-    )
+    logs.configure_structlog(out, "info", structlog.processors.JSONRenderer(), scrub=redactor)
 
 
 def _time_per_call(call: Callable[[], object], seconds: float) -> tuple[float, int]:

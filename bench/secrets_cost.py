@@ -17,11 +17,8 @@ poll interval is set to the agent's interval (30 s), so all four serve values eq
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,10 +28,10 @@ from agent.config import parse_config
 from agent.metrics import Metrics
 from agent.snapshot import Snapshot
 from agent.sources.secrets import SecretsManagerSource
-from bench.common import agent_env, progress, ssm_source, table
+from bench.common import costs_at_sizes, each_in_threads, progress, ssm_source, table
 from bench.report import run
 from tests.support.fault_proxy import FaultProxy
-from tests.support.moto import MotoServer, boto3_client, start_moto_server
+from tests.support.moto import MotoServer, boto3_client
 
 SIZES = (100, 1000)
 INTERVAL = 30.0
@@ -82,17 +79,10 @@ class Cost:
 
 
 def seed(endpoint_url: str, names: Sequence[str], threads: int = 8) -> None:
-    local = threading.local()
-
-    def create(name: str) -> None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = boto3_client("secretsmanager", endpoint_url)
+    def create(client: Any, name: str) -> None:
         client.create_secret(Name=name, SecretString=f"value of {name}")
 
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(create, n) for n in names]:
-            future.result()
+    each_in_threads("secretsmanager", endpoint_url, create, names, threads)
 
 
 def values_read(proxy: FaultProxy) -> int:
@@ -233,19 +223,7 @@ def _report(costs: Sequence[Cost]) -> str:
 
 
 def measure() -> str:
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(agent_env())
-    moto = start_moto_server()
-    try:
-        with FaultProxy(moto.url) as proxy, asyncio.Runner() as loop:
-            bench = Bench(moto, proxy, loop)
-            costs: list[Cost] = []
-            for n in SIZES:
-                costs += bench.size(n)
-        return _report(costs)
-    finally:
-        moto.stop()
+    return _report(costs_at_sizes(Bench, SIZES))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,12 @@ and, when git has it, the agent as it was before the hot-path work (BEFORE_REVIS
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,6 +27,7 @@ from bench.common import (
     TOKEN_HEADER,
     agent_argv,
     agent_env,
+    export_revision,
     http_get,
     ms,
     progress,
@@ -39,6 +36,7 @@ from bench.common import (
     write_agent_config,
 )
 from tests.support.moto import free_port
+from tests.support.processes import cpu_seconds
 
 #: The last commit before the serving work of issue #7 (the HTTP API as first delivered).
 BEFORE_REVISION = "4ea2f0c"
@@ -72,32 +70,10 @@ class Run:
         return self.cpu_seconds / max(1, self.load.requests)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_once(t: Target, connections: int, seconds: float) -> Run:
     before = cpu_seconds(t.pid)
     load = loadgen.run(t.base_url + t.path, t.headers, connections, seconds, LOAD_CPU)
     return Run(load, cpu_seconds(t.pid) - before)
-
-
-def _export_revision(revision: str, into: Path) -> Path | None:
-    """`agent/` as of `revision` in `into`, or None when git or the revision is unavailable."""
-    try:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", revision, "agent"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def _agent_config(work: Path, port: int) -> Path:
@@ -154,7 +130,7 @@ def _targets(work: Path, before: str | None) -> list[Target]:
     targets = [Target("bare aiohttp, constant (ceiling)", pid, bare, NATIVE_PATH, {})]
     targets += _agent_targets("agent", *_start_agent(work / "agent", None))
     if before is not None:
-        code = _export_revision(before, work / "before-code")
+        code = export_revision(before, work / "before-code")
         if code is None:
             progress(f"serving: git revision {before} unavailable; no 'before' rows")
         else:

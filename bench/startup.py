@@ -10,25 +10,23 @@ client (the "moto floor") show how much of the time is the backend's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     CHILDREN,
+    REPO,
     TOKEN_HEADER,
     Seed,
     agent_argv,
     agent_env,
+    export_revision,
     http_get,
     mib,
     mixed_parameters,
@@ -41,16 +39,13 @@ from bench.common import (
 )
 from bench.report import run
 from tests.support.moto import boto3_client, free_port, start_moto_server
+from tests.support.processes import cpu_seconds, json_objects
 
 GROUP = 100  # parameters per path
 PREFIX = "/bench/start"
 SIZES = (100, 1_000, 10_000)
 POLL = 0.02
 READY_TIMEOUT = 600.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -78,27 +73,6 @@ def grouped_parameters(count: int) -> list[Seed]:
         Seed(f"{group_path(i // GROUP)}/p{i:05d}", p.value, p.secure)
         for i, p in enumerate(mixed_parameters(PREFIX, count))
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def export_revision(revision: str, into: Path) -> Path | None:
-    """`agent/` as of `revision` in `into` (git archive), or None when unavailable."""
-    try:
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", revision, "agent"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def seed_all(endpoint_url: str, sizes: tuple[int, ...]) -> tuple[float, int]:
@@ -145,12 +119,8 @@ def _config(work: Path, moto_url: str, size: int, files: bool, port: int) -> Pat
 
 
 def _ready_calls(log: Path) -> int | None:
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == "ready":
+    for event in json_objects(log.read_text(errors="replace").splitlines()):
+        if event.get("event") == "ready":
             calls = event.get("calls")
             return calls if isinstance(calls, int) else None
     return None

@@ -116,3 +116,28 @@ def fault_proxy(moto_url: str) -> Iterator[FaultProxy]:
     finally:
         proxy.clear_faults()
         proxy.stop()
+
+
+if TYPE_CHECKING:
+    from tests.support.redis import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session."""
+    from tests.support.redis import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a running, empty redis-server (restarted if a test stopped it)."""
+    if not redis_server.ping():
+        redis_server.restart()
+    redis_server.flush()
+    return redis_server.url

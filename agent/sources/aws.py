@@ -11,6 +11,7 @@ asked for); every call is counted in `source_requests_total{operation,outcome}`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -133,6 +134,8 @@ class AwsClient:
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._lock = asyncio.Lock()
+        #: Awaited before each call (the agent's SSM call budget); None: no wait.
+        self.before_call: Callable[[], Awaitable[None]] | None = None
 
     async def client(self) -> Any:
         async with self._lock:
@@ -149,6 +152,8 @@ class AwsClient:
             return self._client
 
     async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        if self.before_call is not None:
+            await self.before_call()
         try:
             # Inside the try: building the client can fail too (credentials, a role to assume).
             client = await self.client()

@@ -13,7 +13,7 @@ missing permission than a hierarchy that is meant to be empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,26 @@ class SsmSource:
 
     async def close(self) -> None:
         await self._aws.close()
+
+    def set_budget(self, take: Callable[[], Awaitable[None]]) -> None:
+        """Awaited before each SSM call: the agent's call budget (token bucket, splay)."""
+        self._aws.before_call = take
+
+    @property
+    def aws_session(self) -> AwsSession:
+        """The session (and credentials) this source calls with, for other clients (KMS)."""
+        return self._aws.aws
+
+    async def get_raw(self, names: Sequence[str], with_decryption: bool) -> list[dict[str, Any]]:
+        """GetParameters for `names` (chunks of 10): the raw answers of those found. Raises
+        ApiError/SourceError like every call. For fleet mode's key and per-name fetches."""
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(list(names)):
+            resp = await self._call(
+                "GetParameters", Names=list(chunk), WithDecryption=with_decryption
+            )
+            found.extend(resp.get("Parameters", []))
+        return found
 
     # --- a cycle -----------------------------------------------------------------------------
 

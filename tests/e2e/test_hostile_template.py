@@ -5,7 +5,6 @@ render, and exits on SIGTERM within 2 s even while a render is running."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 import urllib.request
@@ -17,7 +16,7 @@ from tests.support.builders import write_atomic, write_file_source
 from tests.support.child_apps import http_get
 from tests.support.http_api import metric_value
 from tests.support.moto import free_port
-from tests.support.processes import AgentProcess
+from tests.support.processes import AgentProcess, cpu_seconds
 from tests.support.waiting import wait_until
 
 FOREVER = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
@@ -104,11 +103,6 @@ def test_the_agent_keeps_serving_and_cycling_with_a_hostile_template(tmp_path: P
     assert agent.proc.returncode == 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_sigterm_ends_the_agent_at_once_in_the_middle_of_a_render(tmp_path: Path) -> None:
     port = free_port()
     config = _config(tmp_path, port, "10m")
@@ -116,8 +110,8 @@ def test_sigterm_ends_the_agent_at_once_in_the_middle_of_a_render(tmp_path: Path
         agent.wait_for_event("started")
         assert http_get(f"http://127.0.0.1:{port}/ping") == (200, "healthy")
         # The first set's render of forever.j2 is under way once the agent burns CPU.
-        start = _cpu_seconds(agent.pid)
-        wait_until(lambda: _cpu_seconds(agent.pid) > start + 1.0, 60, what="a render running")
+        start = cpu_seconds(agent.pid)
+        wait_until(lambda: cpu_seconds(agent.pid) > start + 1.0, 60, what="a render running")
         assert http_get(f"http://127.0.0.1:{port}/ping") == (200, "healthy")
         sent = time.monotonic()
         agent.signal(signal.SIGTERM)

@@ -4,38 +4,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.aws_cli import AWS, AwsCli
 from tests.support.builders import serving_config, write_config
 from tests.support.moto import free_port
 from tests.support.processes import AgentProcess
 
-AWS = Path(sys.executable).parent / "aws"
-
-
-Completed = subprocess.CompletedProcess[str]
-
-
-def aws(endpoint: str, *args: str) -> Completed:
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_SSM": endpoint,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_RETRY_MODE": "standard",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
-    return subprocess.run(
-        [str(AWS), "ssm", *args], capture_output=True, text=True, env=env, timeout=60
-    )
+CLI = AwsCli("ssm", "AWS_ENDPOINT_URL_SSM", {"AWS_DEFAULT_REGION": "us-east-1"})
+aws, both = CLI.run, CLI.both
 
 
 @pytest.fixture
@@ -48,14 +28,6 @@ def cli_parameters(ssm: Any) -> Any:
     for name, (kind, value) in sorted(values.items()):
         ssm.put_parameter(Name=name, Value=value, Type=kind)
     return ssm
-
-
-def both(endpoint: str, moto_url: str, *args: str) -> tuple[Completed, Completed]:
-    """The same command through the agent and against moto, run side by side."""
-    with ThreadPoolExecutor(2) as pool:
-        ours = pool.submit(aws, endpoint, *args)
-        theirs = pool.submit(aws, moto_url, *args)
-        return ours.result(), theirs.result()
 
 
 def test_aws_cli_prints_the_same_through_the_agent(

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.aws_cli import AWS, AwsCli
 from tests.support.builders import serving_config, write_config
 from tests.support.moto import DUMMY_AWS_ENV, REGION, free_port
 from tests.support.processes import AgentProcess
 from tests.support.secrets import seed_db_secret
 
-AWS = Path(sys.executable).parent / "aws"
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+CLI = AwsCli("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER", DUMMY_AWS_ENV)
+aws, both = CLI.run, CLI.both
 
 
 @pytest.fixture
@@ -55,32 +54,6 @@ def sdk(endpoint: str) -> Any:
 
 def strip(reply: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in reply.items() if k != "ResponseMetadata"}
-
-
-Completed = subprocess.CompletedProcess[str]
-
-
-def aws(endpoint: str, *args: str) -> Completed:
-    env = {
-        **os.environ,
-        **DUMMY_AWS_ENV,
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_RETRY_MODE": "standard",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
-    return subprocess.run(
-        [str(AWS), "secretsmanager", *args], capture_output=True, text=True, env=env, timeout=60
-    )
-
-
-def both(endpoint: str, moto_url: str, *args: str) -> tuple[Completed, Completed]:
-    with ThreadPoolExecutor(2) as pool:
-        ours = pool.submit(aws, endpoint, *args)
-        theirs = pool.submit(aws, moto_url, *args)
-        return ours.result(), theirs.result()
 
 
 def test_unmodified_clients_read_secrets_through_the_agent(

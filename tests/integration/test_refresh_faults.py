@@ -7,14 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.agents import agent_for, ssm_config
+from tests.support.agents import agent_for, served, ssm_config
 from tests.support.fault_proxy import FaultProxy
 from tests.support.waiting import async_wait_until
-
-
-def _value(agent: Any, name: str) -> str | None:
-    p = agent.state.snapshot.get(name)
-    return None if p is None else str(p.value)
 
 
 async def test_throttled_for_10s_keeps_values_backs_off_and_recovers(
@@ -39,7 +34,7 @@ async def test_throttled_for_10s_keeps_values_backs_off_and_recovers(
         fault_proxy.reset_calls()
         throttled_at = time.monotonic()
         while time.monotonic() - throttled_at < 10:
-            assert _value(agent, "/t/a") == "before"  # the last good value is served throughout
+            assert served(agent, "/t/a") == "before"  # the last good value is served throughout
             await asyncio.sleep(0.05)  # sampling what is served, not waiting for an event
         calls = fault_proxy.calls()
         assert calls and all(c.faulted for c in calls)
@@ -52,7 +47,7 @@ async def test_throttled_for_10s_keeps_values_backs_off_and_recovers(
 
         fault_proxy.clear_faults()
         # Recovers alone within one backoff ceiling plus a cycle.
-        await async_wait_until(lambda: _value(agent, "/t/a") == "after", 2 + 1)
+        await async_wait_until(lambda: served(agent, "/t/a") == "after", 2 + 1)
         assert agent.state.consecutive_failures == 0
     finally:
         await agent.stop()
@@ -79,7 +74,7 @@ async def test_access_denied_on_one_name_leaves_the_others_updating(
     result = await agent.refresher.cycle()
     assert result.ok and result.complete  # /d/b keeps its last good value
     assert [(e.subject, e.code) for e in result.errors] == [("/d/b", "AccessDeniedException")]
-    assert (_value(agent, "/d/a"), _value(agent, "/d/b"), _value(agent, "/d/c")) == (
+    assert (served(agent, "/d/a"), served(agent, "/d/b"), served(agent, "/d/c")) == (
         "a2",
         "b1",
         "c2",
@@ -115,7 +110,7 @@ async def test_kms_denied_on_one_secure_string_keeps_its_last_good_value(
         )
     result = await agent.refresher.cycle()
     assert [(e.subject, e.code) for e in result.errors] == [("/k/s2", "AccessDeniedException")]
-    assert (_value(agent, "/k/s1"), _value(agent, "/k/s2")) == ("s1-v2", "s2-v1")
+    assert (served(agent, "/k/s1"), served(agent, "/k/s2")) == ("s1-v2", "s2-v1")
     assert agent.metrics.decrypt_failures._value.get() == 1
     await agent.source.close()
 
@@ -152,5 +147,5 @@ async def test_a_pinned_name_that_fails_keeps_its_last_good_value(
     )
     result = await agent.refresher.cycle()
     assert [(e.subject, e.name) for e in result.errors] == [("/p/db:1", "/p/db")]
-    assert result.complete and _value(agent, "/p/db") == "v1"  # the last good value stays
+    assert result.complete and served(agent, "/p/db") == "v1"  # the last good value stays
     await agent.source.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from tests.support.agents import agent_for, ssm_config
+from tests.support.agents import agent_for, served, ssm_config
 from tests.support.fault_proxy import FaultProxy
 from tests.support.waiting import async_wait_until
 
@@ -22,11 +22,6 @@ NAMELESS = json.dumps({"Parameters": [{"Type": "String", "Value": "x", "Version"
 
 def _unexpected(agent: Any) -> float:
     return float(agent.metrics.refresh_errors.labels(kind="unexpected")._value.get())
-
-
-def _value(agent: Any, name: str) -> str | None:
-    p = agent.state.snapshot.get(name)
-    return None if p is None else str(p.value)
 
 
 async def test_an_unexpected_exception_is_logged_once_counted_shown_and_the_loop_goes_on(
@@ -48,7 +43,7 @@ async def test_an_unexpected_exception_is_logged_once_counted_shown_and_the_loop
             assert health.ready, "still ready: the last good values are served"
             assert health.consecutive_failures >= 4
             assert health.last_error is not None and "KeyError" in health.last_error
-            assert _value(agent, "/u/a") == "before-1"
+            assert served(agent, "/u/a") == "before-1"
             crashes = [e for e in logs if e["event"] == "refresh_unexpected_error"]
             assert len(crashes) == 1, "logged once per kind of exception, not every cycle"
             assert crashes[0]["log_level"] == "error"
@@ -57,7 +52,7 @@ async def test_an_unexpected_exception_is_logged_once_counted_shown_and_the_loop
             # The loop is alive: once SSM answers properly again, the next cycle takes the change.
             ssm.put_parameter(Name="/u/a", Value="after-2", Type="String", Overwrite=True)
             fault_proxy.clear_faults()
-            await async_wait_until(lambda: _value(agent, "/u/a") == "after-2", 10)
+            await async_wait_until(lambda: served(agent, "/u/a") == "after-2", 10)
             assert agent.state.consecutive_failures == 0
             assert agent.state.last_error is None
             assert any(e["event"] == "refresh_recovered" for e in logs)

@@ -33,3 +33,9 @@ def ssm_config(
 
 def agent_for(cfg: Config, seed: int = 7) -> Agent:
     return Agent(cfg, rng=random.Random(seed))
+
+
+def served(agent: Agent, name: str) -> str | None:
+    """The value `agent` serves for `name` now, None when it serves none."""
+    p = agent.state.snapshot.get(name)
+    return None if p is None else str(p.value)

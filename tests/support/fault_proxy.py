@@ -5,6 +5,12 @@ moto has no throttling or fault injection. ``FaultProxy`` forwards every request
 can answer with a throttle/error/5xx, delay the request, or drop the connection. It records every
 call so tests can assert on API cost.
 
+``faithful_kms=True`` makes moto's SSM answer SecureStrings read without decryption as AWS does:
+moto returns the literal ``kms:<KeyId>:<plaintext>``, AWS the base64 KMS ciphertext. The proxy
+replaces such a value with a real moto-KMS ciphertext of the plaintext under that key and the
+encryption context ``{"PARAMETER_ARN": <the parameter's ARN>}`` (one per parameter version, so a
+listing repeated returns the same ciphertext), so tests decrypt what AWS would send.
+
 The proxy runs on its own event loop in a background thread, so synchronous tests,
 pytest-asyncio tests and agent subprocesses can all use it.
 """
@@ -12,21 +18,21 @@ pytest-asyncio tests and agent subprocesses can all use it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
 import http
 import json
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
+
+from tests.support.threaded_server import ThreadedServer
 
 FaultKind = Literal["throttle", "error", "status", "delay", "reset", "reply"]
 
@@ -117,6 +123,23 @@ _RATE_LIMITED = _Fault(
 )
 
 
+_SSM_READS = frozenset({"GetParameter", "GetParameters", "GetParametersByPath"})
+
+
+def split_moto_secure_value(value: str) -> tuple[str, str]:
+    """moto's `kms:<KeyId>:<plaintext>` -> (KeyId, plaintext); a KeyId may be an ARN."""
+    rest = value[len("kms:") :]
+    if rest.startswith("arn:"):
+        parts = rest.split(":", 6)  # arn:aws:kms:REGION:ACCOUNT:key/ID:plaintext
+        return ":".join(parts[:6]), parts[6] if len(parts) > 6 else ""
+    key_id, _, plaintext = rest.partition(":")
+    return key_id, plaintext
+
+
+def _parameter_arn(name: str) -> str:
+    return f"arn:aws:ssm:us-east-1:123456789012:parameter/{name.lstrip('/')}"
+
+
 def _operation_of(request: web.Request) -> str:
     target = request.headers.get("X-Amz-Target", "")
     return target.rpartition(".")[2] if target else ""
@@ -141,118 +164,28 @@ def _error_response(status: int, code: str, message: str) -> web.Response:
     )
 
 
-class FaultProxy:
+class FaultProxy(ThreadedServer):
     """Reverse proxy with fault injection, running in its own thread and event loop."""
 
-    def __init__(self, upstream_url: str) -> None:
+    thread_name = "fault-proxy"
+    client_max_size = 64 * 1024 * 1024
+
+    def __init__(self, upstream_url: str, *, faithful_kms: bool = False) -> None:
+        super().__init__()
         self.upstream_url = upstream_url.rstrip("/")
+        self.faithful_kms = faithful_kms
+        self._ciphertexts: dict[tuple[str, int, str], str] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._calls: list[Call] = []
         self._arrivals = 0
         self._faults: list[_Fault] = []
         self._bucket: _TokenBucket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._port: int | None = None
-
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FaultProxy is not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FaultProxy:
-        """Bind 127.0.0.1 on a free port; returns once the proxy is listening."""
-        if self._thread is not None:
-            raise RuntimeError("FaultProxy already started")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name="fault-proxy", daemon=True
-        )
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self._port = asyncio.run_coroutine_threadsafe(self._startup(), loop).result(10.0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, close connections and the loop thread (idempotent)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if thread.is_alive():
-            future: Future[None] = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            with contextlib.suppress(Exception):
-                future.result(15.0)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10.0)
-        if not thread.is_alive():
-            loop.close()
-        self._loop = self._thread = None
-        self._port = None
-
-    def __enter__(self) -> FaultProxy:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._limited: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "stopped"
         return f"FaultProxy({where} -> {self.upstream_url})"
-
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_forever()
-        # Let callbacks scheduled during shutdown (transport closes) run.
-        loop.run_until_complete(asyncio.sleep(0))
-
-    async def _startup(self) -> int:
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
-            timeout=aiohttp.ClientTimeout(total=60.0),
-        )
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        addresses = runner.addresses
-        if not addresses:
-            raise RuntimeError("FaultProxy did not bind a socket")
-        port: int = addresses[0][1]
-        return port
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # ---------------------------------------------------------------- faults
 
@@ -306,13 +239,21 @@ class FaultProxy:
             self._faults.clear()
             self._bucket = None
 
-    def set_rate_limit(self, per_second: float | None, *, burst: float | None = None) -> None:
+    def set_rate_limit(
+        self,
+        per_second: float | None,
+        *,
+        burst: float | None = None,
+        operations: frozenset[str] | None = None,
+    ) -> None:
         """Throttle (like "throttle" faults) requests above ``per_second`` across all clients.
 
         Token bucket starting full with ``burst`` tokens (default ``max(1, per_second)``);
-        rejected requests do not consume tokens. None removes the limit.
+        rejected requests do not consume tokens. None removes the limit. `operations`: only
+        these count and are limited (e.g. SSM's reads, not KMS, which has its own quota).
         """
         with self._lock:
+            self._limited = operations
             if per_second is None:
                 self._bucket = None
                 return
@@ -401,7 +342,8 @@ class FaultProxy:
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     return fault
-            if self._bucket is not None and not self._bucket.take():
+            limited = self._limited is None or operation in self._limited
+            if limited and self._bucket is not None and not self._bucket.take():
                 return _RATE_LIMITED
             return None
 
@@ -444,8 +386,64 @@ class FaultProxy:
             await asyncio.sleep(fault.delay)
 
         response = await self._forward(request, raw)
+        if (
+            self.faithful_kms
+            and operation in _SSM_READS
+            and response.status == 200
+            and not body.get("WithDecryption", False)
+        ):
+            response = await self._encrypt_secure_strings(response)
         self._record(Call(operation, body, response.status, False, arrived))
         return response
+
+    # ---------------------------------------------------------------- faithful KMS
+
+    async def _encrypt_secure_strings(self, response: web.Response) -> web.Response:
+        assert isinstance(response.body, bytes)
+        payload = json.loads(response.body)
+        items = payload.get("Parameters") or []
+        if "Parameter" in payload:
+            items = [payload["Parameter"]]
+        for item in items:
+            value = item.get("Value", "")
+            if item.get("Type") != "SecureString" or not value.startswith("kms:"):
+                continue
+            key_id, plaintext = split_moto_secure_value(value)
+            arn = item.get("ARN") or _parameter_arn(item["Name"])
+            cache_key = (arn, int(item.get("Version", 0)), value)
+            if cache_key not in self._ciphertexts:
+                self._ciphertexts[cache_key] = await self._kms_encrypt(key_id, plaintext, arn)
+            item["Value"] = self._ciphertexts[cache_key]
+        return web.Response(
+            status=response.status,
+            body=json.dumps(payload).encode(),
+            headers={k: v for k, v in response.headers.items() if k.lower() != "content-length"},
+        )
+
+    async def _kms_encrypt(self, key_id: str, plaintext: str, arn: str) -> str:
+        assert self._session is not None
+        request = {
+            "KeyId": key_id,
+            "Plaintext": base64.b64encode(plaintext.encode()).decode(),
+            "EncryptionContext": {"PARAMETER_ARN": arn},
+        }
+        headers = {
+            "X-Amz-Target": "TrentService.Encrypt",
+            "Content-Type": _JSON_CONTENT_TYPE,
+            # moto reads the region from the credential scope; it checks no signature.
+            "Authorization": (
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, "
+                "SignedHeaders=host, Signature=0"
+            ),
+        }
+        async with self._session.post(
+            self.upstream_url + "/", data=json.dumps(request).encode(), headers=headers
+        ) as resp:
+            answer = json.loads(await resp.read())
+            if resp.status != 200:
+                raise RuntimeError(f"FaultProxy: KMS Encrypt failed: {answer}")
+            blob: str = answer["CiphertextBlob"]
+            return blob
 
     async def _forward(self, request: web.Request, raw: bytes) -> web.Response:
         assert self._session is not None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,19 @@ from agent.metrics import Metrics
 from agent.outputs.files import FilesOutput
 from agent.snapshot import Change, Parameter, Snapshot
 from tests.support.builders import snapshot
+
+
+@contextlib.contextmanager
+def reachable_tmp_dir(prefix: str) -> Iterator[Path]:
+    """A directory another uid can reach (pytest's tmp dirs are root-only); tmpfs if possible."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
 
 #: The name of one written set: `..<UTC timestamp with nanoseconds>`.
 SET_NAME = re.compile(r"\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\d{9}")

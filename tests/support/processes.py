@@ -8,12 +8,32 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def json_objects(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The lines that are JSON objects, parsed (log lines of the agent; others skipped)."""
+    out = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
 
 
 def agent_command(*args: str) -> list[str]:
@@ -72,17 +92,9 @@ class AgentProcess:
 
     def events(self) -> list[dict[str, Any]]:
         """Every stderr line that is a JSON object."""
-        out = []
         with self._lock:
             lines = list(self.lines)
-        for line in lines:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
+        return json_objects(lines)
 
     def wait_for_event(self, event: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:

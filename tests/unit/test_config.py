@@ -11,6 +11,7 @@ from agent.cli import main
 from agent.config import ConfigError, load_config, parse_config
 from agent.durations import parse_duration
 from tests.support.builders import agent_config
+from tests.support.config_check import assert_check_refuses
 
 GOOD = """
 [source]
@@ -135,13 +136,7 @@ BROKEN = [
 def test_check_refuses_broken_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str, text: str, key: str, reason: str
 ) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    assert main(["check", "-c", str(path)]) == 2
-    err = capsys.readouterr().err
-    line = next(line for line in err.splitlines() if f": {key}: " in line)
-    assert line.startswith(f"{path}: {key}: ")
-    assert reason.lower() in line.lower(), line
+    assert_check_refuses(tmp_path / "config.toml", text, key, reason, capsys)
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
@@ -167,6 +162,7 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
         "interval": "30s",
         "jitter": 0.1,
         "max_backoff": "5m",
+        "splay": "0s",
         "max_removal_share": 0.5,
     }
     assert shown["parameters"][1] == {

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from agent.config import ConfigError, parse_config
+from tests.support.config_check import assert_check_refuses
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"
 
@@ -82,13 +82,7 @@ BROKEN = [
 def test_check_refuses_broken_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str, text: str, key: str, reason: str
 ) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    assert main(["check", "-c", str(path)]) == 2
-    err = capsys.readouterr().err
-    line = next((line for line in err.splitlines() if f": {key}: " in line), err)
-    assert line.startswith(f"{path}: {key}: "), err
-    assert reason.lower() in line.lower(), line
+    assert_check_refuses(tmp_path / "config.toml", text, key, reason, capsys)
 
 
 def test_secrets_alone_are_a_config() -> None:

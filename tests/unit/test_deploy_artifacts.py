@@ -247,6 +247,8 @@ def test_iam_policies_are_least_privilege() -> None:
     assert policies
     for name, policy in policies.items():
         assert policy["Version"] == "2012-10-17", name
+        if name == "fleet-kms-key-policy.json":
+            continue  # a key policy (Resource "*" is the key itself): checked below
         for statement in policy["Statement"]:
             actions = statement["Action"]
             actions = [actions] if isinstance(actions, str) else actions
@@ -259,7 +261,11 @@ def test_iam_policies_are_least_privilege() -> None:
             # BatchGetSecretValue returns still need GetSecretValue on each secret).
             unscoped = {"secretsmanager:ListSecrets", "secretsmanager:BatchGetSecretValue"}
             assert "*" not in resources or set(actions) <= unscoped, name
-            if "kms:Decrypt" in actions:
+            if "kms:Decrypt" in actions and name.startswith("fleet-"):
+                # Fleet mode: direct decryption, bound to the parameters by encryption context.
+                arns = statement["Condition"]["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"]
+                assert arns and all(":parameter/" in a for a in arns)
+            elif "kms:Decrypt" in actions:
                 via = statement["Condition"]["StringEquals"]["kms:ViaService"]
                 assert re.fullmatch(r"(ssm|secretsmanager)\.[a-z0-9-]+\.amazonaws\.com", via)
     read = policies["agent-read-policy.json"]["Statement"]
@@ -352,3 +358,12 @@ def test_dashboard_panels_are_unique_and_laid_out() -> None:
         "job",
         "instance",
     }
+
+
+def test_fleet_key_policy_lets_the_agent_role_only_decrypt_its_parameters() -> None:
+    key_policy = _policies()["fleet-kms-key-policy.json"]["Statement"]
+    agent = [s for s in key_policy if s["Action"] == "kms:Decrypt"]
+    assert len(agent) == 1
+    arns = agent[0]["Condition"]["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"]
+    assert all(a.startswith("arn:aws:ssm:") and ":parameter/" in a for a in arns)
+    assert agent[0]["Principal"]["AWS"].endswith(":role/example-app-prod-ssm-reader")

@@ -9,7 +9,6 @@ import contextlib
 import os
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from agent.outputs.base import NotDelivered
 from agent.outputs.files import UnsafeDirectoryError
 from agent.outputs.files.atomic_writer import AtomicWriter, Ownership
 from tests.support.builders import parameter
-from tests.support.files_output import FilesHarness
+from tests.support.files_output import FilesHarness, reachable_tmp_dir
 
 SECRET = "only-root-may-read-this"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to another uid")
@@ -184,14 +183,8 @@ async def test_a_set_directory_of_another_uid_is_not_removed(tmp_path: Path) -> 
 
 @pytest.fixture
 def reachable_dir() -> Iterator[Path]:
-    """A directory another uid can reach (pytest's tmp dirs are root-only)."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    path = Path(tempfile.mkdtemp(prefix="ssm-sidecar-dir-", dir=base))
-    path.chmod(0o711)
-    try:
+    with reachable_tmp_dir("ssm-sidecar-dir-") as path:
         yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 @as_root

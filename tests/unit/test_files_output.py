@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import structlog
 
 from agent.outputs.base import NotDelivered
 from tests.support.builders import parameter
-from tests.support.files_output import SET_NAME, FilesHarness
+from tests.support.files_output import SET_NAME, FilesHarness, reachable_tmp_dir
 
 SECRET = "hunter2-very-secret"
 
@@ -78,14 +77,8 @@ async def test_configured_modes_apply_to_every_file_and_directory(tmp_path: Path
 
 @pytest.fixture
 def world_traversable_dir() -> Iterator[Path]:
-    """A directory another uid can reach (pytest's tmp dirs are root-only); tmpfs if possible."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    path = Path(tempfile.mkdtemp(prefix="ssm-sidecar-owner-", dir=base))
-    path.chmod(0o711)
-    try:
+    with reachable_tmp_dir("ssm-sidecar-owner-") as path:
         yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root (CI runs as root)")

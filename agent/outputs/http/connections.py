@@ -38,6 +38,7 @@ from agent.config import HttpConfig
 from agent.logs import LogThrottle
 from agent.metrics import Metrics
 from agent.outputs.http.limits import Limited
+from agent.outputs.http.listen import Listener
 
 log = structlog.get_logger(__name__)
 
@@ -417,3 +418,15 @@ async def start_runner(
     )
     await runner.setup()
     return runner
+
+
+async def serve(listener: Listener, connections: ConnectionLimiter, runner: web.AppRunner) -> None:
+    """Accept on `listener` through `connections` into `runner`'s server, then start the
+    header-deadline sweep. A bind that fails cleans the runner up and raises."""
+    connections.factory = runner.server
+    try:
+        await listener.bind(connections)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    connections.start()

@@ -16,6 +16,7 @@ from agent.outputs.http.connections import (
     OPS_MAX_CONNECTIONS,
     ConnectionLimiter,
     limited_connections,
+    serve,
     start_runner,
 )
 from agent.outputs.http.context import error_response
@@ -52,15 +53,9 @@ class OpsServer:
         # Every request passes a tracked handler, so a kept-alive scraper counts as idle.
         app.router.add_route("*", "/{tail:.*}", connections.tracking(_not_found))
         runner = await start_runner(app, self._cfg, 1.0)
-        connections.factory = runner.server
-        try:
-            await self._listener.bind(connections)
-        except BaseException:
-            await runner.cleanup()
-            raise
+        await serve(self._listener, connections, runner)
         self._runner = runner
         self._connections = connections
-        connections.start()
         log.info("ops_listening", listen=self._listener.listen)
 
     @property

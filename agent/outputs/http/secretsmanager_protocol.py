@@ -20,7 +20,7 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.outputs.http.ssm_protocol import SdkError, SdkReply, error_reply
+from agent.outputs.http.ssm_protocol import SdkError, SdkReply, error_reply, request_body
 from agent.snapshot import (
     AWSCURRENT,
     Secret,
@@ -269,20 +269,14 @@ def answer(snapshot: Snapshot, operation: str, body: Any) -> SdkReply:
 
 
 def _dispatch(snapshot: Snapshot, operation: str, body: Any) -> dict[str, Any]:
-    if operation in WRITES:
-        raise SdkError(
-            "AccessDeniedException",
-            f"{operation} refused: the ssm-sidecar agent is a read-only cache of Secrets "
-            f"Manager; {_USE_REAL_ENDPOINT}",
-        )
-    if operation not in READS:
-        raise SdkError(
-            "UnknownOperationException",
-            f"{operation} is not answered by the ssm-sidecar agent, which serves only "
-            f"{', '.join(READS)} from its cache; {_USE_REAL_ENDPOINT}",
-        )
-    if not isinstance(body, dict):
-        raise SdkError("SerializationException", "the request body must be a JSON object")
+    body = request_body(
+        operation,
+        body,
+        service="Secrets Manager",
+        reads=READS,
+        writes=WRITES,
+        use_real_endpoint=_USE_REAL_ENDPOINT,
+    )
     if operation == "GetSecretValue":
         return get_secret_value(snapshot, body)
     if operation == "BatchGetSecretValue":

@@ -31,6 +31,7 @@ from agent.outputs.http.connections import (
     ConnectionLimiter,
     limited_connections,
     read_body,
+    serve,
     start_runner,
 )
 from agent.outputs.http.context import (
@@ -356,18 +357,12 @@ class HttpServer:
             max_body_bytes=cfg.max_body_bytes,
         )
         runner = await start_runner(app, cfg, SHUTDOWN_GRACE)
-        connections.factory = runner.server
         try:
-            await self._listener.bind(connections)
+            await serve(self._listener, connections, runner)
         except ListenError as exc:
-            await runner.cleanup()
             raise HttpStartError(str(exc)) from None
-        except BaseException:
-            await runner.cleanup()
-            raise
         self._runner = runner
         self._connections = connections
-        connections.start()
         log.info(
             "http_listening",
             listen=cfg.listen,

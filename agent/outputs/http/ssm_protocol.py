@@ -23,7 +23,7 @@ import base64
 import binascii
 import bisect
 import calendar
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -84,6 +84,34 @@ class SdkReply:
 
 def error_reply(code: str, message: str, status: int = 400) -> SdkReply:
     return SdkReply(status, {"__type": code, "message": message})
+
+
+def request_body(
+    operation: str,
+    body: Any,
+    *,
+    service: str,
+    reads: Sequence[str],
+    writes: Collection[str],
+    use_real_endpoint: str,
+) -> dict[str, Any]:
+    """The JSON object of a request for one of `reads`: a write is refused as an IAM denial
+    would be, any other operation is unknown, a body that is not an object is refused."""
+    if operation in writes:
+        raise SdkError(
+            "AccessDeniedException",
+            f"{operation} refused: the ssm-sidecar agent is a read-only cache of {service}; "
+            f"{use_real_endpoint}",
+        )
+    if operation not in reads:
+        raise SdkError(
+            "UnknownOperationException",
+            f"{operation} is not answered by the ssm-sidecar agent, which serves only "
+            f"{', '.join(reads)} from its cache; {use_real_endpoint}",
+        )
+    if not isinstance(body, dict):
+        raise SdkError("SerializationException", "the request body must be a JSON object")
+    return body
 
 
 def validation(message: str) -> SdkError:
@@ -584,20 +612,14 @@ def answer(
 def _dispatch(
     snapshot: Snapshot, operation: str, body: Any, fetched: Mapping[str, Parameter | None]
 ) -> dict[str, Any]:
-    if operation in WRITES:
-        raise SdkError(
-            "AccessDeniedException",
-            f"{operation} refused: the ssm-sidecar agent is a read-only cache of Parameter "
-            f"Store; {_USE_REAL_ENDPOINT}",
-        )
-    if operation not in READS:
-        raise SdkError(
-            "UnknownOperationException",
-            f"{operation} is not answered by the ssm-sidecar agent, which serves only "
-            f"{', '.join(READS)} from its cache; {_USE_REAL_ENDPOINT}",
-        )
-    if not isinstance(body, dict):
-        raise SdkError("SerializationException", "the request body must be a JSON object")
+    body = request_body(
+        operation,
+        body,
+        service="Parameter Store",
+        reads=READS,
+        writes=WRITES,
+        use_real_endpoint=_USE_REAL_ENDPOINT,
+    )
     if operation == "GetParameter":
         return get_parameter(snapshot, body, fetched)
     if operation == "GetParameters":

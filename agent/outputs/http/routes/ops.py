@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agent.metrics import Metrics
 from agent.outputs.http.context import Route, error_response, json_response, not_ready_message
 from agent.results import ParameterError
-from agent.state import AgentState, FilesStatus, Health
+from agent.state import AgentState, FilesStatus, FleetStatus, Health
 
 
 def _rfc3339(unix: float | None) -> str | None:
@@ -24,7 +24,7 @@ def _rfc3339(unix: float | None) -> str | None:
 
 def health_body(health: Health, parameters: int, now: float, secrets: int = 0) -> dict[str, object]:
     since = None if health.last_success is None else round(now - health.last_success, 3)
-    return {
+    body: dict[str, object] = {
         "ready": health.ready,
         "last_success": _rfc3339(health.last_success),
         "seconds_since_success": since,
@@ -35,6 +35,21 @@ def health_body(health: Health, parameters: int, now: float, secrets: int = 0) -
         "last_error": health.last_error,
         "errors": [_error(e) for e in health.parameter_errors],
         "files": None if health.files is None else files_body(health.files),
+    }
+    if health.fleet is not None:  # only with [fleet]
+        body["fleet"] = fleet_body(health.fleet)
+    return body
+
+
+def fleet_body(fleet: FleetStatus) -> dict[str, object]:
+    """Fleet mode: the role (watcher, follower, polling, alone), Valkey reachable, why."""
+    return {
+        "name": fleet.name,
+        "role": fleet.role,
+        "connected": fleet.connected,
+        "reason": fleet.reason,
+        "records_applied": fleet.records_applied,
+        "last_record": _rfc3339(fleet.last_record),
     }
 
 
