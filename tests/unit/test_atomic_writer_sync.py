@@ -33,7 +33,7 @@ def test_a_set_is_synced_once_not_per_file(tmp_path: Path, monkeypatch: pytest.M
         calls.append("syncfs")
         real_sync(fd)
 
-    monkeypatch.setattr(atomic_writer.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(atomic_writer, "_sync_filesystem", sync_filesystem)
     writer = _writer(tmp_path)
     writer.write(FILES)
