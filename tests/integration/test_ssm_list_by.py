@@ -127,3 +127,21 @@ async def test_default_lists_the_path_every_cycle(
                 assert calls[0] >= 2 and calls[1] == 0
         finally:
             await agent.source.close()
+
+
+async def test_a_denied_by_name_read_lists_the_path_in_the_same_cycle(
+    ssm: Any, kms_key_id: str, moto_url: str, tmp_path: Path
+) -> None:
+    values = _seed(ssm, kms_key_id, 12)
+    with FaultProxy(moto_url) as proxy:
+        agent = _agent(proxy, tmp_path, list_by="names", relist_every=5)
+        try:
+            await _cycle(agent, proxy)
+            ssm.put_parameter(Name="/app/p01", Value="new-plain", Type="String", Overwrite=True)
+            # No SecureString changed, so every GetParameters of this cycle is a by-name read.
+            proxy.add_fault(BY_NAME, "error", code="AccessDeniedException")
+            by_path, _, _ = await _cycle(agent, proxy)
+            assert by_path >= 2  # fell back to listing
+            assert _served(agent) == {**values, "/app/p01": "new-plain"}
+        finally:
+            await agent.source.close()
