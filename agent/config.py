@@ -311,6 +311,11 @@ class RefreshConfig(Section):
     # A cycle that would remove more than this share of the served set waits for the next cycle
     # to confirm it (a listing cut short looks like a mass deletion). 1.0 turns the hold off.
     max_removal_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    # "names": between listings, cycles read the listed names with GetParameters (its quota
+    # grows with higher throughput; GetParametersByPath's does not); every `relist_every`-th
+    # cycle lists the paths again to find new names.
+    list_by: Literal["path", "names"] = "path"
+    relist_every: int = Field(default=10, ge=1)
 
     @field_validator("interval")
     @classmethod

@@ -19,7 +19,13 @@ def build_source(cfg: Config, metrics: Metrics) -> Source:
     if cfg.source.region is None:  # a Config not read through the CLI or a reload
         cfg = resolve_source_region(cfg)
     if not cfg.secrets:
-        return SsmSource(cfg.source, cfg.parameters, metrics)
+        return SsmSource(
+            cfg.source,
+            cfg.parameters,
+            metrics,
+            list_by=cfg.refresh.list_by,
+            relist_every=cfg.refresh.relist_every,
+        )
     # Imported only with [[secrets]]: an agent without them never loads it (memory, issue #15).
     from agent.sources.composite import CompositeSource
     from agent.sources.secrets import SecretsManagerSource
@@ -27,6 +33,13 @@ def build_source(cfg: Config, metrics: Metrics) -> Source:
     # One session for both services: a role_arn is assumed once for both.
     aws = AwsSession(cfg.source)
     return CompositeSource(
-        SsmSource(cfg.source, cfg.parameters, metrics, aws=aws),
+        SsmSource(
+            cfg.source,
+            cfg.parameters,
+            metrics,
+            aws=aws,
+            list_by=cfg.refresh.list_by,
+            relist_every=cfg.refresh.relist_every,
+        ),
         SecretsManagerSource(cfg.source, cfg.secrets, metrics, aws=aws),
     )

@@ -95,8 +95,16 @@ class SsmSource:
         metrics: Metrics,
         session: AioSession | None = None,
         aws: AwsSession | None = None,
+        list_by: str = "path",
+        relist_every: int = 10,
     ) -> None:
         self._cfg = cfg
+        # list_by "names": between listings, a path's names from its last listing are read with
+        # GetParameters (higher throughput raises its quota; not GetParametersByPath's).
+        self._list_by = list_by
+        self._relist_every = relist_every
+        self._by_name_cycles = 0  # cycles read by name since the last listing
+        self._known: dict[tuple[str, bool], tuple[str, ...]] = {}  # path -> its names
         self._entries = tuple(entries)
         self._metrics = metrics
         self._aws = AwsClient("ssm", aws or AwsSession(cfg, session), metrics)
@@ -140,7 +148,13 @@ class SsmSource:
         # --- parallel first load (issue #15): a bound on calls in flight for this load
         self._gate = CallGate(FIRST_LOAD_CONCURRENCY if len(previous) == 0 else 1)
         paths = [e for e in self._entries if e.path is not None]
-        listings = await all_of([self._list_entry(e, stats) for e in paths])
+        by_name = (
+            self._list_by == "names"
+            and len(previous) > 0
+            and self._by_name_cycles < self._relist_every - 1
+        )
+        self._by_name_cycles = self._by_name_cycles + 1 if by_name else 0
+        listings = await all_of([self._list_entry(e, stats, by_name) for e in paths])
         for entry, (raws, error) in zip(paths, listings, strict=True):
             assert entry.path is not None
             if error is not None:
@@ -183,13 +197,39 @@ class SsmSource:
         return LoadResult(params, tuple(errors), stats["calls"], stats["decryptions"])
 
     async def _list_entry(
-        self, entry: ParameterEntry, stats: dict[str, int]
+        self, entry: ParameterEntry, stats: dict[str, int], by_name: bool = False
     ) -> tuple[list[dict[str, Any]], ParameterError | None]:
         assert entry.path is not None
+        where = (entry.path, entry.is_recursive)
+        known = self._known.get(where)
         try:
-            return await self._list_path(entry.path, entry.is_recursive, stats), None
+            if by_name and known:
+                try:
+                    raws = await self._read_names(known, stats)
+                except _ApiError as exc:
+                    # Never worse than listing: a denied or throttled chunk lists the path.
+                    log.info("list_by_names_fell_back", path=entry.path, error=exc.code)
+                    raws = await self._list_path(entry.path, entry.is_recursive, stats)
+            else:
+                raws = await self._list_path(entry.path, entry.is_recursive, stats)
         except _ApiError as exc:
+            self._known.pop(where, None)  # list it again next cycle
             return [], ParameterError(entry.path, exc.code, exc.message, entry.required, True)
+        if self._list_by == "names":
+            self._known[where] = tuple(raw["Name"] for raw in raws)
+        return raws, None
+
+    async def _read_names(
+        self, names: Sequence[str], stats: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """A path's known names by GetParameters without decryption, chunks of 10, one at a
+        time; names no longer found are gone (as a listing would not show them either)."""
+        found: list[dict[str, Any]] = []
+        for chunk in _chunks(list(names)):
+            stats["calls"] += 1
+            resp = await self._call("GetParameters", Names=list(chunk), WithDecryption=False)
+            found.extend(resp.get("Parameters", []))
+        return found
 
     async def _list_path(
         self, path: str, recursive: bool, stats: dict[str, int]

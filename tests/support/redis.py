@@ -18,8 +18,9 @@ class RedisServerError(RuntimeError):
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, maxclients: int = 4000) -> None:
         self.port = port or free_port()
+        self.maxclients = maxclients
         self.dir = Path(tempfile.mkdtemp(prefix="ssm-sidecar-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -46,7 +47,7 @@ class RedisServer:
                 "--dir",
                 str(self.dir),
                 "--maxclients",
-                "4000",
+                str(self.maxclients),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

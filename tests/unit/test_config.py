@@ -164,6 +164,8 @@ def test_check_prints_effective_config(tmp_path: Path, capsys: pytest.CaptureFix
         "max_backoff": "5m",
         "splay": "0s",
         "max_removal_share": 0.5,
+        "list_by": "path",
+        "relist_every": 10,
     }
     assert shown["parameters"][1] == {
         "name": "/shared/db/password",
