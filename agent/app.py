@@ -108,7 +108,13 @@ class Agent:
         """The SSM call budget (token bucket + start-up splay), with or without a fleet."""
         ssm = source.parameters if isinstance(source, CompositeSource) else source
         if isinstance(ssm, SsmSource):
-            ssm.set_budget(CallBudget(cfg.source.max_calls_per_second, cfg.refresh.splay, rng).take)
+            budget = CallBudget(
+                cfg.source.max_calls_per_second,
+                cfg.refresh.splay,
+                rng,
+                burst=cfg.source.max_calls_burst,
+            )
+            ssm.set_budget(budget.take)
 
     def _build_chain(self) -> OutputChain:
         cfg = self.cfg

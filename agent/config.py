@@ -120,8 +120,10 @@ class SourceConfig(Section):
     # Attempts per SSM call, botocore's own retries included; the refresher backs off on top.
     max_attempts: int = Field(default=3, ge=1, le=10)
     timeout: Duration = 10.0
-    # The agent's own cap on SSM calls (token bucket, burst of one second's worth); 0: none.
+    # The agent's own cap on SSM calls (a token bucket); 0: none.
     max_calls_per_second: float = Field(default=20.0, ge=0)
+    # Calls the bucket holds: a first load of up to ~2,000 parameters goes at full speed.
+    max_calls_burst: int = Field(default=200, ge=1)
 
     @field_validator("region")
     @classmethod

@@ -10,9 +10,16 @@ import time
 
 
 class CallBudget:
-    def __init__(self, rate: float, splay: float = 0.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        splay: float = 0.0,
+        rng: random.Random | None = None,
+        burst: float | None = None,
+    ) -> None:
         self.rate = rate
-        self.burst = max(1.0, rate)
+        # Calls allowed at once before the rate applies (default: one second's worth).
+        self.burst = max(1.0, rate if burst is None else burst)
         self._tokens = self.burst
         self._updated = time.monotonic()
         self._splay = splay

@@ -16,7 +16,11 @@ async def test_calls_beyond_the_burst_are_spaced_at_the_configured_rate(
         ssm.put_parameter(Name=f"/app/p{i:02d}", Value=str(i), Type="String")
     cfg = ssm_config(fault_proxy.url, [{"path": "/app"}], tmp_path)
     cfg = cfg.model_copy(
-        update={"source": cfg.source.model_copy(update={"max_calls_per_second": 4.0})}
+        update={
+            "source": cfg.source.model_copy(
+                update={"max_calls_per_second": 4.0, "max_calls_burst": 4}
+            )
+        }
     )
     agent = agent_for(cfg)
     result = await agent.once()

@@ -20,6 +20,15 @@ async def test_bucket_allows_a_burst_then_the_rate() -> None:
     assert time.monotonic() - started >= 0.2
 
 
+async def test_a_larger_burst_lets_a_first_load_through_at_once() -> None:
+    budget = CallBudget(20.0, burst=200)
+    for _ in range(200):
+        await budget.take()
+    assert budget.waited == 0.0
+    await budget.take()
+    assert budget.waited > 0.0  # the 201st waits for the rate
+
+
 async def test_zero_means_no_cap() -> None:
     budget = CallBudget(0.0)
     for _ in range(1000):
