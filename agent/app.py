@@ -292,9 +292,8 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> int:
         """Until `stop` is set, a background task dies (exit 1; the reason is in `failure`) or,
         in exec mode, the child exits; returns the exit code."""
-        await self.check_files_dir()  # a refusal here ends the run before anything started
         try:
-            await self.start()
+            await self.start()  # a files.dir refusal ends it before anything listens
         except BaseException:
             await self.stop()  # whatever had started (listeners, tasks) ends here
             raise
