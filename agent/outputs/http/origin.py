@@ -8,9 +8,6 @@ from functools import lru_cache
 
 from agent.outputs.http.context import ApiError
 
-#: Headers a proxy adds; the API is for processes on this host, never relayed ones.
-PROXY_HEADERS = ("X-Forwarded-For", "Forwarded")
-
 
 def loopback_address(host: str) -> bool:
     """`localhost`, `127.0.0.1`, `::1`, `[::1]` (any loopback address)."""

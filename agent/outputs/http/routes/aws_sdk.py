@@ -33,7 +33,7 @@ from aiohttp import web
 from agent.outputs.http import secretsmanager_protocol
 from agent.outputs.http.context import HttpContext, OnDemand, Route, RouteFactory
 from agent.outputs.http.limits import Limited
-from agent.outputs.http.origin import PROXY_HEADERS, loopback_address, loopback_host_header
+from agent.outputs.http.origin import loopback_address, loopback_host_header
 from agent.outputs.http.refusals import RefusalLog
 from agent.outputs.http.ssm_protocol import (
     CONTENT_TYPE,
@@ -56,14 +56,9 @@ _SIGV4 = re.compile(
 
 
 def check_origin(request: web.Request) -> None:
-    """Forwarded headers, the peer address and the Host header (DNS-rebinding guard). The
-    shared guard checks the headers on every route already; a request without Host is refused
-    here too, since every SDK sends one."""
-    for header in PROXY_HEADERS:
-        if header in request.headers:
-            raise SdkError(
-                "ValidationException", f"requests relayed by a proxy ({header}) are refused"
-            )
+    """The peer address and the Host header (DNS-rebinding guard). The shared guard has already
+    refused forwarded requests and a non-loopback Host on every route; here a request without
+    Host is refused too, since every SDK sends one."""
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if isinstance(peer, tuple) and peer:
         if not loopback_address(str(peer[0])):
