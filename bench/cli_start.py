@@ -1,7 +1,7 @@
 """Import time, wall time and peak RSS of the light commands (`--version`, `check`, `get`), this
-tree against a git revision exported beside it, alternated in one run. Prints a markdown table.
+tree against a git revision exported beside it (default: main when issue #15 was filed).
 
-    .venv/bin/python -m bench.cli_start --before REV [--runs 7]
+    .venv/bin/python -m bench.cli_start [--before REV] [--runs 7]
 
 Import time is the sum of the top-level entries of `python -X importtime` (site included);
 the figures are the minimum and the median of the runs. `get` asks a port where nothing listens.
@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, export_revision, table
+from bench.common import BASELINE, REPO, export_revision, table
+from bench.report import record, run
 
 TOP_LEVEL = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S+)$", re.M)
 
@@ -60,20 +61,27 @@ def measure(code: Path, argv: list[str], runs: int) -> tuple[list[float], list[f
     return imports, walls, int(done.stderr.split()[-1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", required=True, help="git revision to compare with")
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+def compare(before_rev: str, runs: int) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        before = export_revision(args.before, Path(tmp) / "before")
+        before = export_revision(before_rev, Path(tmp) / "before")
         if before is None:
-            print(f"revision {args.before} unavailable", file=sys.stderr)
-            return 1
+            raise SystemExit(f"revision {before_rev} unavailable")
         for name, argv in _commands(Path(tmp)).items():
-            for label, code in ((f"@ {args.before} (before)", before), ("this tree", REPO)):
-                imports, walls, kib = measure(code, argv, args.runs)
+            for which, label, code in (
+                ("before", f"@ {before_rev} (before)", before),
+                ("after", "this tree", REPO),
+            ):
+                imports, walls, kib = measure(code, argv, runs)
+                record(
+                    f"{which}/{name.lstrip('-')}",
+                    {
+                        "import_s_min": round(min(imports), 3),
+                        "import_s_median": round(statistics.median(imports), 3),
+                        "wall_s_min": round(min(walls), 3),
+                        "max_rss_mib": round(kib / 1024, 1),
+                    },
+                )
                 rows.append(
                     [
                         f"`{name}`",
@@ -83,12 +91,28 @@ def main() -> int:
                         f"{kib / 1024:.0f} MiB",
                     ]
                 )
-    print(
-        table(
+    return (
+        f"`ssm-sidecar --version`, `check` and `get` ({runs} runs each, alternated with the "
+        "before tree): import time is the sum of the top-level entries of `python -X "
+        "importtime` (site included), min and (median); wall is process start to exit; max RSS "
+        "from `/usr/bin/time`. `get` asks a port where nothing listens.\n\n"
+        + table(
             ["command", "agent", "import time min (median)", "wall min (median)", "max RSS"], rows
         )
     )
-    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", default=BASELINE, help="git revision to compare with")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    return run(
+        "cli-start",
+        "CLI start-up: the light commands",
+        "bench.cli_start",
+        lambda: compare(args.before, args.runs),
+    )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ C = TypeVar("C")
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+#: main when issue #15 (lean and fast) was filed: the "before" that `make bench` measures beside
+#: this tree for that issue's goals (serving, start-up and memory, CLI start-up, propagation).
+BASELINE = "9b94c13"
 _STARTED = time.monotonic()
 
 

@@ -155,6 +155,18 @@ def measure() -> str:
             sockets_after = table_rows()
         p50 = {port: statistics.median(t) * 1e6 for port, t in times.items()}
         p90 = {port: percentile(t, 90) * 1e6 for port, t in times.items()}
+        report.record(
+            f"idle/{n}",
+            {
+                "netlink_lookup_us": round(netlink_us, 2),
+                "proc_scan_us": round(proc_us),
+                "cpu_per_connection_us": {
+                    "without": round(cpu[plain], 1),
+                    "with": round(cpu[guarded], 1),
+                    "control": round(cpu[control], 1),
+                },
+            },
+        )
         rows.append(
             (
                 f"{n:,}",

@@ -7,19 +7,30 @@ command, the date and the machine facts, and goes between its own
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench.common import CHILDREN, REPO, machine_facts, progress, table
 
 DOC = REPO / "docs" / "benchmarks.md"
+#: Each benchmark's headline figures as JSON (`record`), read by bench/goals.py.
+RESULTS = REPO / "bench" / "results"
+_figures: dict[str, Any] = {}
+
+
+def record(name: str, value: Any) -> None:
+    """Keep a figure for this run's results file (written by `run` next to the section)."""
+    _figures[name] = value
 
 
 def write_section(doc: Path, key: str, text: str) -> None:
@@ -36,6 +47,32 @@ def write_section(doc: Path, key: str, text: str) -> None:
     tmp = doc.with_suffix(doc.suffix + ".tmp")
     tmp.write_text(updated)
     tmp.replace(doc)
+
+
+def _write_results(
+    key: str, command: str, load_at_start: float, facts: dict[str, str], took: float
+) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    data = {
+        "benchmark": key,
+        "command": command,
+        "date": facts.get("date (UTC)"),
+        "commit": _head_commit(),
+        "load_at_start": round(load_at_start, 2),
+        "run_time_s": round(took),
+        "figures": _figures,
+    }
+    path = RESULTS / f"{key}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _head_commit() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    return done.stdout.strip() or None
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -74,5 +111,7 @@ def run(key: str, title: str, module: str, measure: Callable[[], str], doc: Path
     )
     print(section)
     write_section(doc, key, section)
+    if _figures and doc == DOC:
+        _write_results(key, command, load_at_start, dict(facts), took)
     progress(f"{key}: written to {doc.relative_to(REPO)} ({took:.0f} s)")
     return 0

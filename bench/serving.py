@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import loadgen, report
+from bench import loadgen, read_path, report
 from bench.common import (
+    BASELINE,
     CHILDREN,
     PYTHON,
     REPO,
@@ -35,11 +36,12 @@ from bench.common import (
     wait_for_ready,
     write_agent_config,
 )
+from bench.report import record
 from tests.support.moto import free_port
 from tests.support.processes import cpu_seconds
 
-#: The last commit before the serving work of issue #7 (the HTTP API as first delivered).
-BEFORE_REVISION = "4ea2f0c"
+#: The "before" agent: main when issue #15 was filed (issue #7's own before was 4ea2f0c).
+BEFORE_REVISION = BASELINE
 NAME = "/bench/serving/db/url"
 VALUE = "postgres://app@db.internal:5432/app"
 NATIVE_PATH = "/v1/parameters" + NAME
@@ -49,6 +51,7 @@ SERVER_CPU, LOAD_CPU = "0", "1"
 
 @dataclass(frozen=True)
 class Target:
+    key: str  # in the results file: "bare", "after/v1", "before/extension", ...
     label: str
     pid: int
     base_url: str
@@ -117,25 +120,26 @@ def _start_bare() -> tuple[int, str]:
     return proc.pid, base
 
 
-def _agent_targets(label: str, pid: int, base: str, token: str) -> list[Target]:
+def _agent_targets(which: str, label: str, pid: int, base: str, token: str) -> list[Target]:
     auth = {TOKEN_HEADER: token}
+    native, compat = "`GET /v1/parameters/{name}`", "`GET /systemsmanager/parameters/get?name=`"
     return [
-        Target(f"{label} `GET /v1/parameters/{{name}}`", pid, base, NATIVE_PATH, auth),
-        Target(f"{label} `GET /systemsmanager/parameters/get?name=`", pid, base, COMPAT_PATH, auth),
+        Target(f"{which}/v1", f"{label} {native}", pid, base, NATIVE_PATH, auth),
+        Target(f"{which}/extension", f"{label} {compat}", pid, base, COMPAT_PATH, auth),
     ]
 
 
 def _targets(work: Path, before: str | None) -> list[Target]:
     pid, bare = _start_bare()
-    targets = [Target("bare aiohttp, constant (ceiling)", pid, bare, NATIVE_PATH, {})]
-    targets += _agent_targets("agent", *_start_agent(work / "agent", None))
+    targets = [Target("bare", "bare aiohttp, constant (ceiling)", pid, bare, NATIVE_PATH, {})]
+    targets += _agent_targets("after", "agent", *_start_agent(work / "agent", None))
     if before is not None:
         code = export_revision(before, work / "before-code")
         if code is None:
             progress(f"serving: git revision {before} unavailable; no 'before' rows")
         else:
             agent = _start_agent(work / "agent-before", code)
-            targets += _agent_targets(f"agent @ {before} (before)", *agent)
+            targets += _agent_targets("before", f"agent @ {before} (before)", *agent)
     for t in targets:
         status = http_get(t.base_url + t.path, t.headers)
         if status != 200:
@@ -157,7 +161,54 @@ def measure(
         for n in counts:
             runs = _rotate(targets, n, seconds, rounds)
             sections.append(_report(targets, runs, n, seconds, rounds))
+        sections.append(_read_paths(next(t for t in targets if t.key == "after/v1")))
     return "\n\n".join(sections)
+
+
+def _read_paths(agent: Target) -> str:
+    """The app's cost of one read: the file, or one HTTP request (client + agent)."""
+    cpu = int(LOAD_CPU)
+    best_file = min(
+        (read_path.file_reads(VALUE.encode(), cpu) for _ in range(3)), key=lambda c: c.app_cpu_s
+    )
+    best_http = min(
+        (
+            read_path.http_reads(agent.base_url + agent.path, agent.headers, agent.pid, cpu)
+            for _ in range(3)
+        ),
+        key=lambda c: c.app_cpu_s + c.agent_cpu_s,
+    )
+    rows = []
+    for name, key, cost in (
+        ("a read of `files.dir/url` (`open().read()`)", "file", best_file),
+        ("`GET /v1/parameters/{name}` on a kept-alive `http.client` connection", "http", best_http),
+    ):
+        app_us, agent_us = cost.per_read_us(cost.app_cpu_s), cost.per_read_us(cost.agent_cpu_s)
+        wall_us = cost.per_read_us(cost.wall_s)
+        record(
+            f"read/{key}",
+            {
+                "app_cpu_us": round(app_us, 2),
+                "agent_cpu_us": round(agent_us, 2),
+                "wall_us": round(wall_us, 2),
+            },
+        )
+        rows.append(
+            [
+                name,
+                f"{cost.reads:,}",
+                f"{wall_us:.1f} us",
+                f"{app_us:.1f} us",
+                f"{agent_us:.1f} us" if key == "http" else "0 (not involved)",
+            ]
+        )
+    return (
+        "**The file read path.** What one read costs a Python app (this process, pinned to CPU "
+        f"{LOAD_CPU}, best of 3 runs): reading the value's file from tmpfs (the files output's "
+        "medium in a pod) against one HTTP request to the agent. The file needs no agent work "
+        "per read and no token; HTTP gives versions, long-polls and JSON errors.\n\n"
+        + table(["read", "reads", "wall per read", "app CPU per read", "agent CPU per read"], rows)
+    )
 
 
 def _rotate(
@@ -198,6 +249,18 @@ def _report(
     for t in targets:
         best = _best_run(runs[t.label])
         cpu = statistics.median(r.cpu_per_request for r in runs[t.label])
+        record(
+            f"{connections}/{t.key}",
+            {
+                "label": t.label,
+                "rps_best": round(best.rps),
+                "p50_ms": round(best.load.p50 * 1e3, 2),
+                "p99_ms": round(best.load.p99 * 1e3, 2),
+                "cpu_per_request_us": round(cpu * 1e6, 2),
+                "ratio_cpu": round(ceiling_cpu / cpu, 3),
+                "ratio_rps": round(best.rps / ceiling.rps, 3),
+            },
+        )
         rows.append(
             [
                 t.label,
