@@ -69,10 +69,17 @@ def _write_results(
 
 
 def _head_commit() -> str | None:
-    done = subprocess.run(
+    """HEAD, with "+changes" when the code measured differs from it."""
+    head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    return done.stdout.strip() or None
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "agent", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head}+changes" if head and changed else head or None
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
