@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dateutil.tz import tzlocal, tzoffset
+from dateutil.tz import tzlocal, tzoffset  # type: ignore[import-untyped]
 
 from agent.sources.aws import UNKNOWN_TIME, as_datetime
 
