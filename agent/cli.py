@@ -244,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.get_logger(__name__).warning("core_dumps_not_disabled", reason=dump_problem)
     if args.command == "check":
         return cmd_check(cfg)
+    from agent.lean import import_runtime
+
+    import_runtime()  # `run` and `once` from here on: before anything imports aiohttp
     from agent.sources.region import resolve_source_region
 
     try:

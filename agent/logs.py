@@ -5,10 +5,9 @@ current secret value that still finds its way into a log event (e.g. inside an e
 
 Records of the standard `logging` module (aiohttp, asyncio, `warnings`) are rendered by the same
 processors, so stderr holds nothing but these lines. Only their warnings and errors are kept,
-whatever `log.level` says (botocore's debug records quote response bodies, watchfiles reports
-every change at info). Their message is the event, scrubbed like any other field; a malformed
-HTTP request (aiohttp logs a traceback) becomes one `http_bad_request` warning naming the peer
-and the parser's complaint.
+whatever `log.level` says (botocore's debug records quote response bodies). Their message is
+the event, scrubbed like any other field; a malformed HTTP request (aiohttp logs a traceback)
+becomes one `http_bad_request` warning naming the peer and the parser's complaint.
 """
 
 from __future__ import annotations

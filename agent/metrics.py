@@ -124,6 +124,31 @@ class SecretVersionAges(Collector):
         yield ages
 
 
+class LastModifiedTimes(Collector):
+    """`parameter_last_modified_timestamp_seconds{name}`, one float per served parameter: the
+    same series as a labelled Gauge, without a Gauge child (lock, value object, label tuple) per
+    parameter, ~0.6 KiB each (memory, issue #15). Series in the order they were first set."""
+
+    def __init__(self, prefix: str) -> None:
+        self._name = prefix + "parameter_last_modified_timestamp_seconds"
+        self._times: dict[str, float] = {}
+
+    def set(self, name: str, timestamp: float) -> None:
+        self._times[name] = float(timestamp)
+
+    def remove(self, name: str) -> None:
+        """Raises KeyError when `name` has no series (as a Gauge's `remove` does)."""
+        del self._times[name]
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            self._name, "LastModifiedDate of each served parameter", labels=["name"]
+        )
+        for name, timestamp in list(self._times.items()):
+            family.add_metric([name], timestamp)
+        yield family
+
+
 class Metrics:
     """One registry per agent, so tests and several agents in one process stay apart."""
 
@@ -152,12 +177,8 @@ class Metrics:
             p + "parameter_not_found", "Configured parameters the source did not find", registry=r
         )
         self.parameters = Gauge(p + "parameters", "Parameters served", registry=r)
-        self.parameter_last_modified = Gauge(
-            p + "parameter_last_modified_timestamp_seconds",
-            "LastModifiedDate of each served parameter",
-            ["name"],
-            registry=r,
-        )
+        self.parameter_last_modified = LastModifiedTimes(p)
+        r.register(self.parameter_last_modified)
         self.refresh_duration = Histogram(
             p + "refresh_duration_seconds",
             "Time of one refresh cycle",

@@ -270,8 +270,7 @@ class Refresher:
         for c in change.added + change.updated:
             p = snapshot.get(c.name)
             if p is not None:
-                gauge = self.metrics.parameter_last_modified.labels(name=p.name)
-                gauge.set(p.last_modified.timestamp())
+                self.metrics.parameter_last_modified.set(p.name, p.last_modified.timestamp())
         self._observe_secrets(change, log_change)
 
     def _observe_secrets(self, change: Change, log_change: Callable[..., object]) -> None:

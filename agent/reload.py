@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-import watchfiles
 
 from agent.config import Config, ConfigError, load_config
+from agent.dirwatch import watch_dir
 from agent.sources.region import resolve_source_region
 from agent.tasks import describe, where
 
@@ -83,7 +83,7 @@ async def config_changes(target: Path) -> AsyncIterator[None]:
     """
     last = _fingerprint(target)
     # Not recursive: files.dir often lies below the config's directory and changes often.
-    async for _ in watchfiles.awatch(target.parent, debounce=50, step=20, recursive=False):
+    async for _ in watch_dir(target.parent):
         now = _fingerprint(target)
         if now != last:
             last = now

@@ -32,9 +32,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import watchfiles
-
 from agent.config import ParameterEntry, SecretEntry, entry_key, secret_key
+from agent.dirwatch import OVERFLOW, watch_dir
 from agent.keys import key_under
 from agent.results import ParameterError, SourceError, empty_path_error
 from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot, epoch_seconds
@@ -277,8 +276,8 @@ class FileSource:
     async def changes(self) -> AsyncIterator[None]:
         """Yields after each edit of the file (editors that replace it by rename included)."""
         target = self._abs_path
-        async for batch in watchfiles.awatch(target.parent, debounce=50, step=20):
-            if any(Path(p) == target for _, p in batch):
+        async for names in watch_dir(target.parent):
+            if target.name in names or OVERFLOW in names:
                 yield
 
     async def close(self) -> None:

@@ -26,6 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "agent.state",
         "agent.tasks",
         "agent.removals",
+        "agent.dirwatch",
+        "agent.lean",
     ),
     ("agent.sources", "agent.outputs"),
     ("agent.refresher", "agent.reload", "agent.supervisor"),
