@@ -183,6 +183,31 @@ async def _polled_batches(directory: Path) -> AsyncIterator[set[str]]:
             yield changed
 
 
+def fingerprint(path: Path) -> tuple[str, int, int, int] | None:
+    """What identifies this version of the file, following symlinks; None when it is absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size
+
+
+async def watch_file(target: Path) -> AsyncIterator[None]:
+    """Yields after each change of the file `target` (absolute).
+
+    Any event in its directory counts when the file it resolves to is no longer the same: that
+    covers edits in place, editors that save by rename, and Kubernetes ConfigMap volumes, where
+    the file is a symlink through `..data` and an update swaps that link, not the file.
+    Not recursive: another directory below (files.dir often is) may change often.
+    """
+    last = fingerprint(target)
+    async for _ in watch_dir(target.parent):
+        now = fingerprint(target)
+        if now != last:
+            last = now
+            yield
+
+
 def _is_dir(path: Path) -> bool:
     return os.path.isdir(path)
 

@@ -10,15 +10,14 @@ needing a restart and otherwise left alone.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from agent.config import Config, ConfigError, load_config
-from agent.dirwatch import watch_dir
+from agent.dirwatch import watch_file
 from agent.sources.region import resolve_source_region
 from agent.tasks import describe, where
 
@@ -65,31 +64,6 @@ def read_config(path: Path) -> Config | None:
         return None
 
 
-def _fingerprint(path: Path) -> tuple[str, int, int, int] | None:
-    """What identifies this version of the file, following symlinks."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size
-
-
-async def config_changes(target: Path) -> AsyncIterator[None]:
-    """Yields after each change of the config file. `target` must be absolute.
-
-    Any event in its directory counts when the file it resolves to is no longer the same: that
-    covers edits in place, editors that save by rename, and Kubernetes ConfigMap volumes, where
-    the file is a symlink through `..data` and an update swaps that link, not the file.
-    """
-    last = _fingerprint(target)
-    # Not recursive: files.dir often lies below the config's directory and changes often.
-    async for _ in watch_dir(target.parent):
-        now = _fingerprint(target)
-        if now != last:
-            last = now
-            yield
-
-
 class Reloader:
     """Coalesces reload requests (signals, file events) and applies them one at a time."""
 
@@ -129,6 +103,6 @@ class Reloader:
                 )
 
     async def watch(self) -> None:
-        async for _ in config_changes(self.path):
+        async for _ in watch_file(self.path):
             log.info("config_file_changed", file=str(self.path))
             self.request()

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.config import ParameterEntry, SecretEntry, entry_key, secret_key
-from agent.dirwatch import OVERFLOW, watch_dir
+from agent.dirwatch import watch_file
 from agent.keys import key_under
 from agent.results import ParameterError, SourceError, empty_path_error
 from agent.snapshot import AWSCURRENT, SECURE_STRING, Parameter, Secret, Snapshot, epoch_seconds
@@ -274,11 +274,10 @@ class FileSource:
         return None if e is None else self._parameter(name, e, name.lstrip("/"), None)
 
     async def changes(self) -> AsyncIterator[None]:
-        """Yields after each edit of the file (editors that replace it by rename included)."""
-        target = self._abs_path
-        async for names in watch_dir(target.parent):
-            if target.name in names or OVERFLOW in names:
-                yield
+        """Yields after each change of the file (saved by rename or swapped in a ConfigMap
+        volume included)."""
+        async for _ in watch_file(self._abs_path):
+            yield
 
     async def close(self) -> None:
         return None

@@ -91,3 +91,28 @@ async def test_a_new_source_continues_the_served_versions(tmp_path: Path) -> Non
     first.path.write_text('"/a" = "3"\n"/b" = "x"\n')
     later = await FileSource(first.path, (ParameterEntry(path="/"),)).load(snap)
     assert later.parameters["/a"].version == 3 and later.parameters["/b"].version == 1
+
+
+async def test_changes_yields_after_a_configmap_swap(tmp_path: Path) -> None:
+    """A ConfigMap volume updates a values file by swapping the `..data` link, never touching
+    the file's own name: the source must notice all the same."""
+    mount = tmp_path / "mount"
+    (mount / "..v1").mkdir(parents=True)
+    (mount / "..v1" / "values.toml").write_text('"/a" = "1"\n')
+    (mount / "..data").symlink_to("..v1")
+    (mount / "values.toml").symlink_to("..data/values.toml")
+    s = FileSource(mount / "values.toml", (ParameterEntry(path="/"),))
+    changes = s.changes()
+    waiter = asyncio.ensure_future(anext(changes))
+    # The watcher needs to be running before the swap; keep swapping until it notices.
+    for n in range(100):
+        version = mount / f"..v{n + 2}"
+        version.mkdir()
+        (version / "values.toml").write_text(f'"/a" = "{n + 2}"\n')
+        (mount / "..data_tmp").symlink_to(version.name)
+        (mount / "..data_tmp").rename(mount / "..data")
+        done, _ = await asyncio.wait({waiter}, timeout=0.1)
+        if done:
+            break
+    assert waiter.done()
+    await changes.aclose()  # type: ignore[attr-defined]

@@ -15,8 +15,9 @@ from structlog.testing import capture_logs
 
 from agent.app import Agent
 from agent.config import load_config
+from agent.dirwatch import watch_file
 from agent.outputs.notify.output import NotifyOutput
-from agent.reload import config_changes, plan_reload, read_config
+from agent.reload import plan_reload, read_config
 from agent.snapshot import Snapshot
 from tests.support.builders import agent_config, write_atomic, write_config
 from tests.support.child_apps import HUP_READER, read_lines, stop_app, write_app
@@ -143,7 +144,7 @@ async def test_a_configmap_style_symlink_swap_counts_as_an_edit(tmp_path: Path) 
     seen: list[None] = []
 
     async def collect() -> None:
-        async for event in config_changes(tmp_path / "config.toml"):
+        async for event in watch_file(tmp_path / "config.toml"):
             seen.append(event)
 
     task = asyncio.create_task(collect())
