@@ -29,6 +29,7 @@ from agent.outputs.http.context import (
     Route,
     validation_error,
 )
+from agent.outputs.http.dispatch import path_value
 from agent.outputs.http.routes.v1 import (
     TEXT_TYPE,
     RefreshCoalescer,
@@ -132,7 +133,7 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     def _native(request: web.Request) -> Secret:
         query = request.query
-        secret_id = request.match_info["id"]
+        secret_id = path_value(request, "id")
         try:
             return resolve(
                 ctx.state.snapshot, secret_id, query.get("versionId"), query.get("versionStage")

@@ -31,6 +31,7 @@ from agent.outputs.http.context import (
     query_flag,
     validation_error,
 )
+from agent.outputs.http.dispatch import path_value
 from agent.outputs.http.lookup import lookup, served_now
 from agent.results import CycleResult
 from agent.snapshot import Parameter
@@ -180,7 +181,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         return None
 
     async def get_value(request: web.Request) -> web.StreamResponse:
-        name = "/" + request.match_info["name"]
+        name = "/" + path_value(request, "name")
         # The snapshot's own name first (what find_served tries first for a name with "/").
         p = ctx.state.snapshot.parameters.get(name)
         if p is None:
