@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from agent.outputs.http.dispatch import PATH_VALUES, Router, canonical
+from agent.outputs.http.dispatch import Router, canonical
 from tests.support.http_api import metric_value
 from tests.support.http_server import Api, error_of
 
@@ -74,7 +74,7 @@ def _router_answer(router: Router[object], method: str, path: str) -> object:
     found = router.find(request)
     if isinstance(found, int):
         return found
-    return (found, method, request.get(PATH_VALUES, {}))
+    return (found, method, dict(getattr(request, "path_values", {})))
 
 
 async def _handler(request: web.Request) -> web.StreamResponse:
@@ -100,7 +100,7 @@ def test_template_values_are_decoded_as_aiohttp_decodes_them() -> None:
     router.add("GET", "/v1/parameters/{name:.+}", "value")
     request = make_mocked_request("GET", "/v1/parameters/app%2Fdb%20url%2525")
     assert router.find(request) == "value"
-    assert request[PATH_VALUES] == {"name": "app/db url%25"}
+    assert getattr(request, "path_values", None) == {"name": "app/db url%25"}
 
 
 def test_exact_paths_win_over_templates_and_longer_prefixes_over_shorter() -> None:

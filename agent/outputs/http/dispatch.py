@@ -7,8 +7,8 @@ than all the guards together (issue #15). `Router` finds the endpoint instead:
 
 - an exact path (`/systemsmanager/parameters/get`) is one dict lookup;
 - else the templates (`/v1/parameters/{name:.+}`) whose literal prefix the path starts with,
-  longest prefix first; the values of a matching template are stored in the request under
-  `PATH_VALUES` (what `request.match_info` holds in an aiohttp application);
+  longest prefix first; the values of a matching template are stored in the request's
+  `path_values` (an `ApiRequest`: what `request.match_info` holds in an aiohttp application);
 - a path that matches but not with this method gets the router's `not_allowed` target, any other
   path its `not_found` target.
 
@@ -20,27 +20,37 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
 
 T = TypeVar("T")
 
-#: The values of the path template a request matched, by variable name.
-PATH_VALUES = web.RequestKey("path_values", dict[str, str])
+_NO_VALUES: Mapping[str, str] = MappingProxyType({})
+
+
+class ApiRequest(web.Request):
+    """aiohttp's Request plus `path_values`: the values of the path template it matched, by
+    variable name (what `match_info` holds in an aiohttp Application)."""
+
+    ATTRS = web.Request.ATTRS | frozenset(["path_values"])
+    path_values: Mapping[str, str] = _NO_VALUES
+
 
 _PART = re.compile(r"(\{[_a-zA-Z][^{}]*(?:\{[^{}]*\}[^{}]*)*\})")
 _VAR = re.compile(r"\{(?P<var>[_a-zA-Z][_a-zA-Z0-9]*)\}")
 _VAR_WITH_RE = re.compile(r"\{(?P<var>[_a-zA-Z][_a-zA-Z0-9]*):(?P<re>.+)\}")
 _SEGMENT = "[^{}/]+"
 _LITERAL = re.compile(r"/[A-Za-z0-9/_.~-]*")
+_TAIL = re.compile(r"\{(?P<var>[_a-zA-Z][_a-zA-Z0-9]*):\.\+\}")
 
 
 def path_value(request: web.Request, name: str) -> str:
     """The value of the template variable `name` in the path of `request`."""
-    return request[PATH_VALUES][name]
+    return cast(ApiRequest, request).path_values[name]
 
 
 def _decoded(value: str) -> str:
@@ -52,6 +62,9 @@ class _Template(Generic[T]):
     prefix: str
     pattern: re.Pattern[str]
     methods: dict[str, T]
+    # `prefix{var:.+}`: the rest of the path, when not empty and without a line break (what
+    # `.` matches), is the value; no regex runs. None for any other template.
+    tail: str | None
 
 
 def canonical(path: str) -> str:
@@ -100,7 +113,8 @@ class Router(Generic[T]):
             prefix, pattern = compiled
             found = next((t for t in self._templates if t.pattern.pattern == pattern.pattern), None)
             if found is None:
-                found = _Template(prefix, pattern, {})
+                tail = _TAIL.fullmatch(path[len(prefix) :])
+                found = _Template(prefix, pattern, {}, tail["var"] if tail else None)
                 self._templates.append(found)
                 self._templates.sort(key=lambda t: len(t.prefix), reverse=True)
             methods = found.methods
@@ -109,17 +123,22 @@ class Router(Generic[T]):
         methods[method] = target
 
     def find(self, request: web.Request) -> T:
-        """The target for the request's path and method; template values go to PATH_VALUES."""
+        """The target for the request's path and method; template values go to `path_values`."""
         path = request.rel_url.path_safe
         methods = self._exact.get(path)
         if methods is None:
             for template in self._templates:
                 if path.startswith(template.prefix):
+                    if template.tail is not None:
+                        value = path[len(template.prefix) :]
+                        if value and "\n" not in value:
+                            request.path_values = {template.tail: _decoded(value)}
+                            methods = template.methods
+                            break
+                        continue
                     match = template.pattern.fullmatch(path)
                     if match is not None:
-                        request[PATH_VALUES] = {
-                            k: _decoded(v) for k, v in match.groupdict().items()
-                        }
+                        request.path_values = {k: _decoded(v) for k, v in match.groupdict().items()}
                         methods = template.methods
                         break
             else:
@@ -131,10 +150,10 @@ class Router(Generic[T]):
 def request_factory(
     loop: asyncio.AbstractEventLoop, client_max_size: int
 ) -> Callable[..., web.Request]:
-    """aiohttp's Request for each message, with the body cap an Application would give it."""
+    """An ApiRequest for each message, with the body cap an Application would give it."""
 
     def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.Request:
-        return web.Request(
+        return ApiRequest(
             message, payload, protocol, writer, task, loop, client_max_size=client_max_size
         )
 
