@@ -99,8 +99,8 @@ class Router(Generic[T]):
     def __init__(self, not_found: T, not_allowed: T) -> None:
         self._exact: dict[str, dict[str, T]] = {}
         self._templates: list[_Template[T]] = []
-        self._not_found = not_found
-        self._not_allowed = not_allowed
+        self.not_found = not_found
+        self.not_allowed = not_allowed
 
     def add(self, method: str, path: str, target: T) -> None:
         """`target` for `method` (exactly as sent: GET adds no HEAD) on `path`."""
@@ -142,9 +142,9 @@ class Router(Generic[T]):
                         methods = template.methods
                         break
             else:
-                return self._not_found
+                return self.not_found
         target = methods.get(request.method)
-        return self._not_allowed if target is None else target
+        return self.not_allowed if target is None else target
 
 
 def request_factory(

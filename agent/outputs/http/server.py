@@ -157,7 +157,7 @@ class Guard:
 
     def handler(self) -> Handler:
         """The request handler of the listener: every request, matched or not, passes here."""
-        find = self._router.find
+        find, not_found = self._router.find, self._router.not_found
         peers, check_host, state = self._peers, self._check_host, self._state
         expected = self._token.expected
         body_timeout = self._body_timeout
@@ -170,8 +170,9 @@ class Guard:
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = clock()
             conn = begin(request.protocol) if begin is not None else None
-            endpoint = find(request)
+            endpoint = not_found  # counted as unmatched should finding it fail
             try:
+                endpoint = find(request)
                 if peers is not None:
                     await peers.admit(request.transport)
                 headers = request.headers
