@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -50,7 +50,8 @@ _TAIL = re.compile(r"\{(?P<var>[_a-zA-Z][_a-zA-Z0-9]*):\.\+\}")
 
 def path_value(request: web.Request, name: str) -> str:
     """The value of the template variable `name` in the path of `request`."""
-    return cast(ApiRequest, request).path_values[name]
+    values: Mapping[str, str] = request.path_values  # type: ignore[attr-defined]
+    return values[name]
 
 
 def _decoded(value: str) -> str:
@@ -132,7 +133,9 @@ class Router(Generic[T]):
                     if template.tail is not None:
                         value = path[len(template.prefix) :]
                         if value and "\n" not in value:
-                            request.path_values = {template.tail: _decoded(value)}
+                            if "%" in value:
+                                value = _decoded(value)
+                            request.path_values = {template.tail: value}
                             methods = template.methods
                             break
                         continue
