@@ -26,6 +26,7 @@ from agent.outputs.http.context import (
     ApiError,
     HttpContext,
     PerParameter,
+    PreparedResponse,
     Route,
     json_response,
     query_flag,
@@ -68,10 +69,10 @@ class _Answers:
     not_modified_headers: CIMultiDictProxy[str]
 
     def value(self) -> web.Response:
-        return web.Response(body=self.body, headers=self.value_headers)
+        return PreparedResponse(self.body, self.value_headers)
 
     def not_modified(self) -> web.Response:
-        return web.Response(status=304, headers=self.not_modified_headers)
+        return PreparedResponse(None, self.not_modified_headers, 304)
 
 
 def _answers(p: Parameter) -> _Answers:
@@ -189,7 +190,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         served = answers.get(p)
         tags = request.headers.get("If-None-Match")
         if tags is None or not _etag_matches(tags, served.etag):
-            return web.Response(body=served.body, headers=served.value_headers)
+            return PreparedResponse(served.body, served.value_headers)
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
             with ctx.long_polls.hold():  # 429 beyond http.max_long_polls
