@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.durations import parse_duration
@@ -188,7 +188,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         if p is None:
             p = served_now(ctx, name, None) or await lookup(ctx, name, None)
         served = answers.get(p)
-        tags = request.headers.get("If-None-Match")
+        tags = request.headers.get(hdrs.IF_NONE_MATCH)
         if tags is None or not _etag_matches(tags, served.etag):
             return PreparedResponse(served.body, served.value_headers)
         wait = _wait_seconds(request.query.get("wait"))
