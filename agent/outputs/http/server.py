@@ -2,10 +2,12 @@
 
 A guard wraps every route (in this order): the connecting uid when http.allowed_uids is set
 (403, `peers.py`), X-Forwarded-For / Forwarded refused (400), on TCP a Host header that names no
-loopback address (403), unknown path (404) or method (405), token (401 missing / 403 wrong), the
-body read (size cap 413, deadline 408), the concurrency cap (429), readiness (503); it renders
-every error as `{"__type", "message"}` JSON and counts each answer by route template.
-Connections are capped and timed in connections.py.
+loopback address (403), unknown path (404) or method (405), token (401 missing / 403 wrong),
+`Expect` (100 Continue, or 417), the body read (size cap 413, deadline 408), the concurrency cap
+(429), readiness (503); it renders every error as `{"__type", "message"}` JSON and counts each
+answer by route template. The guard is the listener's one request handler on aiohttp's low-level
+server and finds the route itself (dispatch.py). Connections are capped and timed in
+connections.py.
 
 Routes come from factories (`RouteFactory`): the built-in ones (ops, Lambda extension, v1) plus
 those of `route_factories`, by default the AWS SDK protocol's (`routes/aws_sdk.py`) when
