@@ -1,6 +1,6 @@
 """Guard: what connection tracking adds to each request, in process.
 
-The API's Guard (agent/outputs/http/server.py) around a handler that returns a prepared
+The API's Guard (agent/outputs/http/server.py) with one route whose handler returns a prepared
 response, called directly with a minimal request (the token header and the connection's
 protocol): once built without a ConnectionLimiter, once with one (what the agent runs: the
 request marks its connection ACTIVE, then IDLE and most recently used). Both in rotation, the
@@ -33,12 +33,21 @@ TOKEN = "t" * 43
 ANSWER = web.Response(text="x")
 
 
+class _Url:
+    __slots__ = ("path_safe",)
+
+    def __init__(self, path: str) -> None:
+        self.path_safe = path
+
+
 class _Request:
-    __slots__ = ("headers", "protocol")
+    __slots__ = ("headers", "method", "protocol", "rel_url")
 
     def __init__(self, headers: Any, protocol: Any) -> None:
         self.headers = headers
         self.protocol = protocol
+        self.method = "GET"
+        self.rel_url = _Url("/x")
 
 
 async def _handler(request: web.Request) -> web.StreamResponse:
@@ -59,11 +68,13 @@ async def _measure(rounds: int, per_round: int) -> dict[str, float]:
     )
     tracked = limiter()
     route = Route("GET", "/x", _handler, label="/x")
+    untracked = Guard(state, TokenCheck(TOKEN), Metrics(), 256)
+    tracked_guard = Guard(state, TokenCheck(TOKEN), Metrics(), 256, connections=limiter)
+    untracked.add(route)
+    tracked_guard.add(route)
     guards = {
-        "without tracking": Guard(state, TokenCheck(TOKEN), Metrics(), 256).wrap(route),
-        "with tracking (the agent)": Guard(
-            state, TokenCheck(TOKEN), Metrics(), 256, connections=limiter
-        ).wrap(route),
+        "without tracking": untracked.handler(),
+        "with tracking (the agent)": tracked_guard.handler(),
     }
     headers = CIMultiDictProxy(CIMultiDict({TOKEN_HEADER: TOKEN}))
     request: Any = _Request(headers, getattr(tracked, "inner", None))

@@ -400,27 +400,46 @@ def limited_connections(
     return limiter
 
 
+def _protocol_options(cfg: HttpConfig) -> dict[str, Any]:
+    # handler_cancellation: a client that hangs up frees its slot at once (a long-poll
+    # would otherwise hold it until its wait ends). Shared work (a refresh, an on-demand
+    # fetch) is shielded and finishes for the other callers.
+    return {
+        "access_log": None,
+        "handler_cancellation": True,
+        "keepalive_timeout": cfg.idle_timeout,
+        "lingering_time": LINGER,
+    }
+
+
 async def start_runner(
     app: web.Application, cfg: HttpConfig, shutdown_timeout: float
 ) -> web.AppRunner:
     """The runner of a listener's app, with the idle timeout (aiohttp's keep-alive timer, which
     also bounds how long a request's headers may take after the previous answer)."""
-    # handler_cancellation: a client that hangs up frees its slot at once (a long-poll
-    # would otherwise hold it until its wait ends). Shared work (a refresh, an on-demand
-    # fetch) is shielded and finishes for the other callers.
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=shutdown_timeout,
-        handler_cancellation=True,
-        keepalive_timeout=cfg.idle_timeout,
-        lingering_time=LINGER,
-    )
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **_protocol_options(cfg))
     await runner.setup()
     return runner
 
 
-async def serve(listener: Listener, connections: ConnectionLimiter, runner: web.AppRunner) -> None:
+async def start_server_runner(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    request_factory: Callable[..., web.Request],
+    cfg: HttpConfig,
+    shutdown_timeout: float,
+) -> web.ServerRunner:
+    """As start_runner, for aiohttp's low-level server: `handler` answers every request."""
+    server = web.Server(
+        handler,  # type: ignore[arg-type]
+        request_factory=request_factory,
+        **_protocol_options(cfg),
+    )
+    runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    return runner
+
+
+async def serve(listener: Listener, connections: ConnectionLimiter, runner: web.BaseRunner) -> None:
     """Accept on `listener` through `connections` into `runner`'s server, then start the
     header-deadline sweep. A bind that fails cleans the runner up and raises."""
     connections.factory = runner.server

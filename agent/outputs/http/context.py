@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
+from aiohttp.compression_utils import MAX_SYNC_CHUNK_SIZE
+from aiohttp.web_response import REASON_PHRASES
+from multidict import CIMultiDictProxy
 
 from agent.outputs.http.limits import LongPolls, TokenBucket
 from agent.outputs.http.ondemand import under_prefixes
@@ -65,6 +68,29 @@ def not_ready_message(state: AgentState) -> str:
         more = len(failing) - _REASON_NAMES
         parts.append(f"failing: {listed}" + (f" and {more} more" if more > 0 else ""))
     return f"{message}; {'; '.join(parts)}" if parts else message
+
+
+class PreparedResponse(web.Response):
+    """`web.Response(body=body, headers=headers, status=status)` from parts rendered once.
+
+    The read routes answer from bytes and headers prepared per parameter; aiohttp's
+    `Response.__init__` re-checks and converts them on every request (~0.7 us, as much as the
+    guards' header checks). This sets the attributes that `__init__` sets, to the same values,
+    without the checks: tests/unit/test_http_prepared_response.py compares the two attribute by
+    attribute, so an aiohttp release that changes them fails there (aiohttp is pinned).
+    """
+
+    def __init__(
+        self, body: bytes | None, headers: CIMultiDictProxy[str], status: int = 200
+    ) -> None:
+        self._state = {}
+        self._headers = headers.copy()
+        self._status = status
+        self._reason = REASON_PHRASES[status]
+        self._body = body
+        self._compressed_body = None
+        self._zlib_executor_size = MAX_SYNC_CHUNK_SIZE
+        self._zlib_executor = None
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -20,6 +20,7 @@ from agent.outputs.http.context import (
     JSON_TYPE,
     HttpContext,
     PerParameter,
+    PreparedResponse,
     Route,
     query_flag,
     validation_error,
@@ -136,6 +137,6 @@ def routes(ctx: HttpContext) -> list[Route]:
         base, selector, decrypt = arguments
         p = served_now(ctx, base, selector) or await lookup(ctx, base, selector)
         body = renderings.get(p).body(selector, decrypt)
-        return web.Response(body=body, headers=_JSON_HEADERS)
+        return PreparedResponse(body, _JSON_HEADERS)
 
     return [Route("GET", PATH, get_parameter)]

@@ -26,9 +26,11 @@ from agent.outputs.http.context import (
     JSON_TYPE,
     ApiError,
     HttpContext,
+    PreparedResponse,
     Route,
     validation_error,
 )
+from agent.outputs.http.dispatch import path_value
 from agent.outputs.http.routes.v1 import (
     TEXT_TYPE,
     RefreshCoalescer,
@@ -115,7 +117,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         if _flag("refreshNow", query.get("refreshNow")):
             await refresh_once.run()
         s = held(ctx.state.snapshot, secret_id, query.get("versionId"), query.get("versionStage"))
-        return web.Response(body=body_of(s), headers=_JSON_HEADERS)
+        return PreparedResponse(body_of(s), _JSON_HEADERS)
 
     async def long_poll(request: web.Request, current: Secret, seconds: float) -> Secret:
         """A version that differs from `current`, or `current` when `seconds` pass first."""
@@ -132,7 +134,7 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     def _native(request: web.Request) -> Secret:
         query = request.query
-        secret_id = request.match_info["id"]
+        secret_id = path_value(request, "id")
         try:
             return resolve(
                 ctx.state.snapshot, secret_id, query.get("versionId"), query.get("versionStage")
@@ -147,14 +149,14 @@ def routes(ctx: HttpContext) -> list[Route]:
         answer = _raw(s)
         tags = request.headers.get("If-None-Match")
         if tags is None or not _etag_matches(tags, answer.etag):
-            return web.Response(body=answer.body, headers=answer.headers)
+            return PreparedResponse(answer.body, answer.headers)
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
             changed = await long_poll(request, s, wait)
             if changed is not s:
                 fresh = _raw(changed)
-                return web.Response(body=fresh.body, headers=fresh.headers)
-        return web.Response(status=304, headers=answer.not_modified_headers)
+                return PreparedResponse(fresh.body, fresh.headers)
+        return PreparedResponse(None, answer.not_modified_headers, 304)
 
     async def list_secrets(request: web.Request) -> web.StreamResponse:
         _refuse_unknown(request, frozenset({"prefix", "format"}))

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.durations import parse_duration
@@ -26,11 +26,13 @@ from agent.outputs.http.context import (
     ApiError,
     HttpContext,
     PerParameter,
+    PreparedResponse,
     Route,
     json_response,
     query_flag,
     validation_error,
 )
+from agent.outputs.http.dispatch import path_value
 from agent.outputs.http.lookup import lookup, served_now
 from agent.results import CycleResult
 from agent.snapshot import Parameter
@@ -67,10 +69,10 @@ class _Answers:
     not_modified_headers: CIMultiDictProxy[str]
 
     def value(self) -> web.Response:
-        return web.Response(body=self.body, headers=self.value_headers)
+        return PreparedResponse(self.body, self.value_headers)
 
     def not_modified(self) -> web.Response:
-        return web.Response(status=304, headers=self.not_modified_headers)
+        return PreparedResponse(None, self.not_modified_headers, 304)
 
 
 def _answers(p: Parameter) -> _Answers:
@@ -180,15 +182,15 @@ def routes(ctx: HttpContext) -> list[Route]:
         return None
 
     async def get_value(request: web.Request) -> web.StreamResponse:
-        name = "/" + request.match_info["name"]
+        name = "/" + path_value(request, "name")
         # The snapshot's own name first (what find_served tries first for a name with "/").
         p = ctx.state.snapshot.parameters.get(name)
         if p is None:
             p = served_now(ctx, name, None) or await lookup(ctx, name, None)
         served = answers.get(p)
-        tags = request.headers.get("If-None-Match")
+        tags = request.headers.get(hdrs.IF_NONE_MATCH)
         if tags is None or not _etag_matches(tags, served.etag):
-            return web.Response(body=served.body, headers=served.value_headers)
+            return PreparedResponse(served.body, served.value_headers)
         wait = _wait_seconds(request.query.get("wait"))
         if wait > 0:
             with ctx.long_polls.hold():  # 429 beyond http.max_long_polls
