@@ -35,6 +35,7 @@ test: install
 # Benchmarks (not tests; CI does not run them): every one, or `make bench ONLY=serving`.
 # Writes docs/benchmarks.md. Uses wrk when installed (apt-get install wrk), else a Python client.
 bench: install
+	$(PIP) install $(PIP_FLAGS) -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
 
 lint: install
